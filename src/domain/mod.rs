@@ -1,0 +1,51 @@
+//! Newtypes that parse at the edge: once built, a value is valid.
+
+mod email;
+mod name;
+mod number;
+mod phone;
+mod source;
+
+pub use email::{Email, EmailError};
+pub use name::{LeadName, NameError};
+pub use number::{NumberError, parse_number};
+pub use phone::{Phone, PhoneError};
+pub use source::{Source, SourceError};
+
+use serde::{Deserialize, Serialize};
+
+/// A lead's temperature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Temperature {
+    Cold,
+    Warm,
+    Hot,
+}
+
+impl Temperature {
+    /// The lowercase name used in files, the database and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Temperature::Cold => "cold",
+            Temperature::Warm => "warm",
+            Temperature::Hot => "hot",
+        }
+    }
+
+    /// Parses `cold`, `warm` or `hot`.
+    pub fn parse(s: &str) -> Option<Temperature> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cold" => Some(Temperature::Cold),
+            "warm" => Some(Temperature::Warm),
+            "hot" => Some(Temperature::Hot),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Temperature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,7 @@
+//! leadbot: a Telegram bot that turns people who answered an ad into qualified, prioritised leads.
+//!
+//! - [`dialogue`]: the pure engine — dialogue files, checks, graph, `advance()`.
+//! - [`domain`]: newtypes that parse at the edge (phone, e-mail, name, source, temperature).
+
+pub mod dialogue;
+pub mod domain;
