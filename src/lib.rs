@@ -5,3 +5,5 @@
 
 pub mod dialogue;
 pub mod domain;
+pub mod config;
+pub mod storage;

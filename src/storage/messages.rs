@@ -1,0 +1,112 @@
+//! The lead's history: every inbound and outbound message.
+
+use super::{Db, StorageError, Tx, with_db, with_tx};
+
+/// A history entry to record.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub lead_id: i64,
+    /// `in` (from the prospect), `out` (from the bot), `staff` (a manager's action or reply).
+    pub direction: &'a str,
+    /// `text`, `contact`, `sticker`, `photo`, `callback`, `command`, `edited`...
+    pub kind: &'a str,
+    pub text: Option<&'a str>,
+    pub update_id: Option<i64>,
+    pub outbox_id: Option<i64>,
+    pub telegram_message_id: Option<i64>,
+    pub author_id: Option<i64>,
+}
+
+/// A stored history entry.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Message {
+    pub id: i64,
+    pub lead_id: i64,
+    pub direction: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub update_id: Option<i64>,
+    pub outbox_id: Option<i64>,
+    pub telegram_message_id: Option<i64>,
+    pub author_id: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Records a history entry.
+pub async fn record(tx: &mut Tx, m: &NewMessage<'_>, now: i64) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO messages (lead_id, direction, kind, text, update_id, outbox_id,
+                                   telegram_message_id, author_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(m.lead_id)
+        .bind(m.direction)
+        .bind(m.kind)
+        .bind(m.text)
+        .bind(m.update_id)
+        .bind(m.outbox_id)
+        .bind(m.telegram_message_id)
+        .bind(m.author_id)
+        .bind(now)
+        .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// A lead's history, oldest first (the last `limit` entries).
+pub async fn history(db: &Db, lead_id: i64, limit: i64) -> Result<Vec<Message>, StorageError> {
+    let mut rows = with_db!(db, |c| {
+        sqlx::query_as::<_, Message>(
+            "SELECT id, lead_id, direction, kind, text, update_id, outbox_id, telegram_message_id,
+                    author_id, created_at
+             FROM messages WHERE lead_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(lead_id)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Erases a lead's history (`/forget`).
+pub async fn erase(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query("DELETE FROM messages WHERE lead_id = $1")
+            .bind(lead_id)
+            .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Records that the message of an outbox row reached Telegram under `message_id`.
+pub async fn link_delivered(db: &Db, outbox_id: i64, message_id: i64) -> Result<(), StorageError> {
+    with_db!(db, |c| {
+        sqlx::query("UPDATE messages SET telegram_message_id = $1 WHERE outbox_id = $2")
+            .bind(message_id)
+            .bind(outbox_id)
+            .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Records a funnel event: the lead entered a step.
+pub async fn step_entered(
+    tx: &mut Tx,
+    lead_id: i64,
+    dialogue_id: &str,
+    step: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query("INSERT INTO step_events (lead_id, dialogue_id, step, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(lead_id)
+            .bind(dialogue_id)
+            .bind(step)
+            .bind(now)
+            .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Updates as Telegram delivered them: stored before the polling offset moves past them, applied once.
+
+use super::{Db, StorageError, with_db, with_tx};
+
+const OFFSET_KEY: &str = "polling_offset";
+
+/// An update waiting to be applied.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredUpdate {
+    pub update_id: i64,
+    pub user_id: Option<i64>,
+    pub payload: String,
+    pub attempts: i32,
+}
+
+/// One update to store: id, the user it concerns (for per-lead ordering) and its raw JSON.
+#[derive(Debug, Clone)]
+pub struct IncomingUpdate {
+    pub update_id: i64,
+    pub user_id: Option<i64>,
+    pub payload: String,
+}
+
+/// Stores a batch of updates and the next polling offset in one transaction. A replayed
+/// `update_id` is ignored. Returns how many were new.
+pub async fn store_batch(
+    db: &Db,
+    batch: &[IncomingUpdate],
+    next_offset: i64,
+    now: i64,
+) -> Result<u64, StorageError> {
+    let mut tx = db.begin().await?;
+    let mut new = 0;
+    for u in batch {
+        let r = with_tx!(&mut tx, |c| {
+            sqlx::query(
+                "INSERT INTO updates (update_id, user_id, payload, received_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (update_id) DO NOTHING",
+            )
+            .bind(u.update_id)
+            .bind(u.user_id)
+            .bind(&u.payload)
+            .bind(now)
+            .execute(c).await.map(|r| r.rows_affected())
+        })?;
+        new += r;
+    }
+    tx.kv_set(OFFSET_KEY, &next_offset.to_string()).await?;
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Stores one update (webhook intake). Returns false when it was already stored.
+pub async fn store_one(db: &Db, update: &IncomingUpdate, now: i64) -> Result<bool, StorageError> {
+    let r = with_db!(db, |c| {
+        sqlx::query(
+            "INSERT INTO updates (update_id, user_id, payload, received_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (update_id) DO NOTHING",
+        )
+        .bind(update.update_id)
+        .bind(update.user_id)
+        .bind(&update.payload)
+        .bind(now)
+        .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(r == 1)
+}
+
+/// The offset to ask `getUpdates` for, once something was stored.
+pub async fn polling_offset(db: &Db) -> Result<Option<i64>, StorageError> {
+    Ok(db.kv_get(OFFSET_KEY).await?.and_then(|v| v.parse().ok()))
+}
+
+/// Updates not yet applied, oldest first; an update that failed too often is left aside.
+pub async fn pending(db: &Db, limit: i64, max_attempts: i32) -> Result<Vec<StoredUpdate>, StorageError> {
+    Ok(with_db!(db, |c| {
+        sqlx::query_as::<_, StoredUpdate>(
+            "SELECT update_id, user_id, payload, attempts FROM updates
+             WHERE processed_at IS NULL AND attempts < $1
+             ORDER BY update_id LIMIT $2",
+        )
+        .bind(max_attempts)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })?)
+}
+
+/// Whether an update is still waiting (inside a transaction, so a concurrent worker's result is seen).
+pub async fn is_pending(tx: &mut super::Tx, update_id: i64) -> Result<bool, StorageError> {
+    let row: Option<(i64,)> = with_tx!(tx, |c| {
+        sqlx::query_as("SELECT update_id FROM updates WHERE update_id = $1 AND processed_at IS NULL")
+            .bind(update_id)
+            .fetch_optional(c)
+            .await
+    })?;
+    Ok(row.is_some())
+}
+
+/// Marks an update applied, in the transaction that applied it.
+pub async fn mark_processed(
+    tx: &mut super::Tx,
+    update_id: i64,
+    now: i64,
+    note: Option<&str>,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query("UPDATE updates SET processed_at = $1, error = $2 WHERE update_id = $3")
+            .bind(now)
+            .bind(note)
+            .bind(update_id)
+            .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Records a failed attempt to apply an update (it will be retried).
+pub async fn record_failure(db: &Db, update_id: i64, error: &str) -> Result<(), StorageError> {
+    with_db!(db, |c| {
+        sqlx::query("UPDATE updates SET attempts = attempts + 1, error = $1 WHERE update_id = $2")
+            .bind(error)
+            .bind(update_id)
+            .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// How many updates wait to be applied.
+pub async fn pending_count(db: &Db) -> Result<i64, StorageError> {
+    let (n,): (i64,) = with_db!(db, |c| {
+        sqlx::query_as("SELECT COUNT(*) FROM updates WHERE processed_at IS NULL")
+            .fetch_one(c)
+            .await
+    })?;
+    Ok(n)
+}
