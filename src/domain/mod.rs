@@ -1,11 +1,13 @@
 //! Newtypes that parse at the edge: once built, a value is valid.
 
+mod callback;
 mod email;
 mod name;
 mod number;
 mod phone;
 mod source;
 
+pub use callback::{CallbackData, CallbackError};
 pub use email::{Email, EmailError};
 pub use name::{LeadName, NameError};
 pub use number::{NumberError, parse_number};

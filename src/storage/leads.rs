@@ -211,3 +211,21 @@ pub async fn count(db: &Db) -> Result<i64, StorageError> {
         with_db!(db, |c| sqlx::query_as("SELECT COUNT(*) FROM leads").fetch_one(c).await)?;
     Ok(n)
 }
+
+/// Finds a lead by id and locks its row until the transaction ends (PostgreSQL).
+pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageError> {
+    Ok(match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1 FOR UPDATE"))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    })
+}

@@ -1,0 +1,97 @@
+//! The unit of work for one update: its transaction, its time, and the side effects it enqueues.
+
+use crate::outbox::Action;
+use crate::storage::leads::Lead;
+use crate::storage::{self, StorageError, Tx};
+
+/// One update being applied.
+pub struct Ctx {
+    pub tx: Tx,
+    pub now: i64,
+    pub update_id: i64,
+    seq: u32,
+    /// Set when something was enqueued, so the outbox worker is woken after commit.
+    pub enqueued: bool,
+}
+
+impl Ctx {
+    /// Starts the unit of work.
+    pub fn new(tx: Tx, now: i64, update_id: i64) -> Ctx {
+        Ctx {
+            tx,
+            now,
+            update_id,
+            seq: 0,
+            enqueued: false,
+        }
+    }
+
+    /// A fresh idempotency key derived from the update, so replaying it cannot double anything.
+    pub fn next_key(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}:u{}:{}", self.update_id, self.seq)
+    }
+
+    /// Enqueues an action for a chat with a given idempotency key; returns the outbox id when new.
+    pub async fn enqueue_keyed(
+        &mut self,
+        key: &str,
+        lead_id: Option<i64>,
+        chat_id: i64,
+        action: &Action,
+    ) -> Result<Option<i64>, StorageError> {
+        let json = serde_json::to_string(action).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let id = storage::outbox::enqueue(&mut self.tx, key, lead_id, chat_id, &json, self.now).await?;
+        self.enqueued |= id.is_some();
+        Ok(id)
+    }
+
+    /// Sends a message to a lead and keeps it in the lead's history.
+    pub async fn send_to_lead(&mut self, lead: &Lead, action: Action) -> Result<(), StorageError> {
+        let Some(chat_id) = lead.chat_id else {
+            return Ok(());
+        };
+        let key = self.next_key("p");
+        let text = match &action {
+            Action::SendMessage { text, .. } => Some(text.clone()),
+            Action::SendDocument { file_name, .. } => Some(format!("[document] {file_name}")),
+            _ => None,
+        };
+        let id = self.enqueue_keyed(&key, Some(lead.id), chat_id, &action).await?;
+        if let (Some(id), Some(text)) = (id, text) {
+            storage::messages::record(
+                &mut self.tx,
+                &storage::messages::NewMessage {
+                    lead_id: lead.id,
+                    direction: "out",
+                    kind: "text",
+                    text: Some(&text),
+                    update_id: Some(self.update_id),
+                    outbox_id: Some(id),
+                    telegram_message_id: None,
+                    author_id: None,
+                },
+                self.now,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a button press (removes the spinner), optionally with a short notice.
+    pub async fn answer_callback(
+        &mut self,
+        chat_id: i64,
+        query_id: &str,
+        text: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let key = format!("cb:{query_id}");
+        let action = Action::AnswerCallback {
+            query_id: query_id.to_owned(),
+            text: text.map(str::to_owned),
+            alert: false,
+        };
+        self.enqueue_keyed(&key, None, chat_id, &action).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,518 @@
+//! The prospect's side: private messages, commands, dialogue buttons, /stop, /mydata, /forget.
+//!
+//! Each handler runs inside the update's transaction: the engine decides, and the answer, the
+//! session and the outgoing messages are written together.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::App;
+use super::ctx::Ctx;
+use super::event::{Content, Person};
+use super::texts::{Key, Lang, t};
+use crate::dialogue::{
+    self, Effect, Fact, Input, InputKind, Keyboard, Position, Script, Session, StepKind, Transition,
+};
+use crate::domain::{CallbackData, Source};
+use crate::outbox::{Action, Button, Markup};
+use crate::storage::leads::{Lead, NewLead};
+use crate::storage::{self, StorageError};
+
+/// Errors while applying a prospect's update.
+#[derive(Debug, thiserror::Error)]
+pub enum ProspectError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+type Result<T> = std::result::Result<T, ProspectError>;
+
+/// The system-text language for a lead.
+pub fn lang_of(lead: &Lead, script: Option<&Script>) -> Lang {
+    match script {
+        Some(s) => Lang::from_code(Some(&s.locale)),
+        None => Lang::from_code(lead.language_code.as_deref()),
+    }
+}
+
+fn history_kind(content: &Content) -> (&'static str, String) {
+    match content {
+        Content::Command { name, args } if args.is_empty() => ("command", format!("/{name}")),
+        Content::Command { name, args } => ("command", format!("/{name} {args}")),
+        Content::Text(t) => ("text", t.clone()),
+        Content::Contact { phone, .. } => ("contact", phone.clone()),
+        Content::Media(kind) => ("media", format!("[{kind:?}]").to_lowercase()),
+    }
+}
+
+async fn find_or_create(app: &App, ctx: &mut Ctx, from: &Person, source: Option<&Source>) -> Result<Lead> {
+    let existing = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await?;
+    let mut lead = match existing {
+        Some(l) => l,
+        None => {
+            let src = source.cloned().unwrap_or_else(Source::direct);
+            let new = NewLead {
+                telegram_id: from.id,
+                chat_id: from.id,
+                username: from.username.as_deref(),
+                first_name: Some(&from.first_name),
+                last_name: from.last_name.as_deref(),
+                language_code: from.language_code.as_deref(),
+                source: src.as_str(),
+            };
+            let lead = storage::leads::insert(&mut ctx.tx, &new, ctx.now).await?;
+            tracing::info!(lead_id = lead.id, source = %src, "new lead");
+            let _ = app;
+            lead
+        }
+    };
+    lead.username = from.username.clone();
+    lead.first_name = Some(from.first_name.clone());
+    lead.last_name = from.last_name.clone();
+    if from.language_code.is_some() {
+        lead.language_code = from.language_code.clone();
+    }
+    Ok(lead)
+}
+
+fn session_of(lead: &Lead) -> Session {
+    serde_json::from_str(&lead.session).unwrap_or_default()
+}
+
+async fn pinned_script(app: &App, lead: &Lead) -> Result<Option<Arc<Script>>> {
+    match &lead.dialogue_version {
+        Some(v) => Ok(app.scripts.version(&app.db, v).await?),
+        None => Ok(None),
+    }
+}
+
+/// A message in the private chat.
+pub async fn on_message(app: &App, ctx: &mut Ctx, from: &Person, content: Content) -> Result<()> {
+    let payload_source = match &content {
+        Content::Command { name, args } if name == "start" && !args.is_empty() => Source::parse(args).ok(),
+        _ => None,
+    };
+    let mut lead = find_or_create(app, ctx, from, payload_source.as_ref()).await?;
+    lead.last_activity_at = ctx.now;
+    lead.last_inbound_at = Some(ctx.now);
+    let (kind, text) = history_kind(&content);
+    record_inbound(ctx, &lead, kind, &text).await?;
+
+    let script = pinned_script(app, &lead).await?;
+    let session = session_of(&lead);
+    let lang = lang_of(&lead, script.as_deref());
+
+    match content {
+        Content::Command { name, .. } => match name.as_str() {
+            "start" => {
+                if lead.unsubscribed {
+                    lead.unsubscribed = false;
+                    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Resubscribed), Markup::None))
+                        .await?;
+                }
+                match (&script, session.position) {
+                    (Some(script), Position::Waiting(_)) => {
+                        let tr = dialogue::advance(script, &session, Input::Start);
+                        apply(app, ctx, &mut lead, script, tr).await?;
+                    }
+                    (Some(_), Position::Ended(_)) => {
+                        let markup = Markup::Inline {
+                            rows: vec![
+                                vec![Button { text: t(lang, Key::StartOver).into(), data: CallbackData::Restart.to_string() }],
+                                vec![Button { text: t(lang, Key::WriteManager).into(), data: CallbackData::Manager.to_string() }],
+                            ],
+                        };
+                        ctx.send_to_lead(&lead, Action::text(t(lang, Key::WelcomeBack), markup)).await?;
+                    }
+                    _ => begin(app, ctx, &mut lead).await?,
+                }
+            }
+            "help" => {
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Help), Markup::None)).await?;
+            }
+            "stop" => {
+                lead.unsubscribed = true;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Stopped), Markup::None)).await?;
+            }
+            "mydata" => send_my_data(app, ctx, &lead, lang).await?,
+            "forget" => {
+                let markup = Markup::Inline {
+                    rows: vec![vec![
+                        Button { text: t(lang, Key::ForgetYes).into(), data: CallbackData::ForgetYes.to_string() },
+                        Button { text: t(lang, Key::ForgetNo).into(), data: CallbackData::ForgetNo.to_string() },
+                    ]],
+                };
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetConfirm), markup)).await?;
+            }
+            _ => {
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::UnknownCommand), Markup::None)).await?;
+            }
+        },
+        other => {
+            let input = match other {
+                Content::Text(text) => Input::Text(text),
+                Content::Contact { phone, user_id } => Input::Contact { phone, own: user_id == Some(from.id) },
+                Content::Media(kind) => Input::Media(kind),
+                Content::Command { .. } => Input::Start,
+            };
+            match (&script, session.position) {
+                (Some(script), Position::Waiting(_)) => {
+                    let tr = dialogue::advance(script, &session, input);
+                    apply(app, ctx, &mut lead, script, tr).await?;
+                }
+                (Some(_), Position::Ended(_)) => {
+                    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Acknowledged), Markup::None)).await?;
+                }
+                _ => begin(app, ctx, &mut lead).await?,
+            }
+        }
+    }
+    storage::leads::save(&mut ctx.tx, &lead).await?;
+    Ok(())
+}
+
+/// An edited message: edits are not read, so say so and ask again.
+pub async fn on_edited(app: &App, ctx: &mut Ctx, from: &Person) -> Result<()> {
+    let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await? else {
+        return Ok(());
+    };
+    record_inbound(ctx, &lead, "edited", "[edited message]").await?;
+    let script = pinned_script(app, &lead).await?;
+    let lang = lang_of(&lead, script.as_deref());
+    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Edited), Markup::None)).await?;
+    let session = session_of(&lead);
+    if let (Some(script), Position::Waiting(_)) = (&script, session.position) {
+        let tr = dialogue::advance(script, &session, Input::Start);
+        apply(app, ctx, &mut lead, script, tr).await?;
+    }
+    storage::leads::save(&mut ctx.tx, &lead).await?;
+    Ok(())
+}
+
+/// A button press in the private chat.
+pub async fn on_callback(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    query_id: &str,
+    data: Option<&str>,
+) -> Result<()> {
+    let chat_id = from.id;
+    let parsed = data.map(CallbackData::parse);
+    let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await? else {
+        ctx.answer_callback(chat_id, query_id, Some(t(Lang::from_code(from.language_code.as_deref()), Key::StaleButton)))
+            .await?;
+        return Ok(());
+    };
+    lead.last_activity_at = ctx.now;
+    lead.last_inbound_at = Some(ctx.now);
+    let script = pinned_script(app, &lead).await?;
+    let lang = lang_of(&lead, script.as_deref());
+    let session = session_of(&lead);
+    let mut notice: Option<&str> = None;
+    match parsed {
+        Some(Ok(CallbackData::Choice { version, step, index })) => {
+            let current = lead.dialogue_version.as_deref().map(CallbackData::version_prefix);
+            match (&script, current == Some(version.as_str())) {
+                (Some(script), true) if matches!(session.position, Position::Waiting(_)) => {
+                    let label = choice_label(script, step, index);
+                    record_inbound(ctx, &lead, "button", label.as_deref().unwrap_or("[button]")).await?;
+                    let tr = dialogue::advance(script, &session, Input::Choice { step: dialogue::StepId(step), index });
+                    apply(app, ctx, &mut lead, script, tr).await?;
+                }
+                _ => notice = Some(t(lang, Key::StaleButton)),
+            }
+        }
+        Some(Ok(CallbackData::Restart)) => {
+            record_inbound(ctx, &lead, "button", t(lang, Key::StartOver)).await?;
+            match (&script, session.position) {
+                (Some(script), Position::Ended(_)) => {
+                    let tr = dialogue::advance(script, &session, Input::Restart);
+                    apply(app, ctx, &mut lead, script, tr).await?;
+                }
+                (Some(script), Position::Waiting(_)) => {
+                    let tr = dialogue::advance(script, &session, Input::Start);
+                    apply(app, ctx, &mut lead, script, tr).await?;
+                }
+                _ => begin(app, ctx, &mut lead).await?,
+            }
+        }
+        Some(Ok(CallbackData::Manager)) => {
+            record_inbound(ctx, &lead, "button", t(lang, Key::WriteManager)).await?;
+            ctx.send_to_lead(&lead, Action::text(t(lang, Key::WriteManagerPrompt), Markup::None)).await?;
+        }
+        Some(Ok(CallbackData::ForgetYes)) => {
+            ctx.answer_callback(chat_id, query_id, None).await?;
+            forget(ctx, &mut lead, lang).await?;
+            storage::leads::save(&mut ctx.tx, &lead).await?;
+            return Ok(());
+        }
+        Some(Ok(CallbackData::ForgetNo)) => {
+            ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetCancelled), Markup::None)).await?;
+        }
+        Some(Ok(CallbackData::Unsubscribe)) => {
+            lead.unsubscribed = true;
+            record_inbound(ctx, &lead, "button", "unsubscribe").await?;
+            ctx.send_to_lead(&lead, Action::text(t(lang, Key::Unsubscribed), Markup::None)).await?;
+        }
+        Some(Ok(CallbackData::Take(_) | CallbackData::Won(_) | CallbackData::Lost(_))) => {
+            tracing::warn!(user_id = from.id, "staff button pressed outside the staff chat; refused");
+            notice = Some(t(lang, Key::NotForYou));
+        }
+        Some(Ok(CallbackData::Offer(_))) | Some(Err(_)) | None => {
+            tracing::warn!(user_id = from.id, "unrecognised button press; refused");
+            notice = Some(t(lang, Key::StaleButton));
+        }
+    }
+    ctx.answer_callback(chat_id, query_id, notice).await?;
+    storage::leads::save(&mut ctx.tx, &lead).await?;
+    Ok(())
+}
+
+/// The user blocked or unblocked the bot.
+pub async fn on_membership(ctx: &mut Ctx, user_id: i64, blocked: bool) -> Result<()> {
+    if let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, user_id).await? {
+        lead.blocked = blocked;
+        storage::leads::save(&mut ctx.tx, &lead).await?;
+    }
+    Ok(())
+}
+
+fn choice_label(script: &Script, step: u16, index: u8) -> Option<String> {
+    let s = script.steps.get(usize::from(step))?;
+    match &s.kind {
+        StepKind::Choice { choices, .. } => choices.get(usize::from(index)).map(|c| c.label.clone()),
+        _ => None,
+    }
+}
+
+async fn record_inbound(ctx: &mut Ctx, lead: &Lead, kind: &str, text: &str) -> Result<()> {
+    storage::messages::record(
+        &mut ctx.tx,
+        &storage::messages::NewMessage {
+            lead_id: lead.id,
+            direction: "in",
+            kind,
+            text: Some(text),
+            update_id: Some(ctx.update_id),
+            outbox_id: None,
+            telegram_message_id: None,
+            author_id: lead.telegram_id,
+        },
+        ctx.now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts the dialogue for a lead that has none (or had its pinned version removed).
+async fn begin(app: &App, ctx: &mut Ctx, lead: &mut Lead) -> Result<()> {
+    let Some(script) = app.scripts.select(&lead.source, lead.language_code.as_deref()) else {
+        let lang = lang_of(lead, None);
+        tracing::error!(lead_id = lead.id, "no dialogue is loaded; the lead was told to try later");
+        ctx.send_to_lead(lead, Action::text(t(lang, Key::NoDialogue), Markup::None)).await?;
+        return Ok(());
+    };
+    lead.dialogue_id = Some(script.id.clone());
+    lead.dialogue_version = Some(script.version.clone());
+    let tr = dialogue::advance(&script, &Session::default(), Input::Start);
+    apply(app, ctx, lead, &script, tr).await
+}
+
+/// Carries out a transition: messages to the outbox, answers and consents onto the lead, funnel
+/// events, the hot flag; then stores the session.
+async fn apply(app: &App, ctx: &mut Ctx, lead: &mut Lead, script: &Script, tr: Transition) -> Result<()> {
+    let before = session_of(lead).temperature(&script.thresholds);
+    let mut turned_hot = false;
+    for effect in &tr.effects {
+        match effect {
+            Effect::Send(reply) => {
+                let markup = markup_for(script, &reply.keyboard);
+                ctx.send_to_lead(lead, Action::text(reply.text.clone(), markup)).await?;
+            }
+            Effect::Answered { answer, .. } => {
+                if let Some(step) = script.step_by_name(&answer.step) {
+                    if let StepKind::Input { kind, .. } = &script.step(step).kind {
+                        match kind {
+                            InputKind::Name => lead.name = Some(answer.value.clone()),
+                            InputKind::Phone | InputKind::Contact => lead.phone = Some(answer.value.clone()),
+                            InputKind::Email => lead.email = Some(answer.value.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Effect::Set { key, value } => {
+                let on = matches!(value, Fact::Bool(true));
+                match key.as_str() {
+                    "consent" => {
+                        lead.consent_at = on.then_some(ctx.now);
+                        lead.consent_version = on.then(|| script.version.clone());
+                    }
+                    "marketing_consent" => {
+                        lead.marketing_consent_at = on.then_some(ctx.now);
+                        lead.marketing_consent_version = on.then(|| script.version.clone());
+                    }
+                    _ => {}
+                }
+            }
+            Effect::Entered(step) => {
+                let name = &script.step(*step).name;
+                storage::messages::step_entered(&mut ctx.tx, lead.id, &script.id, name, ctx.now).await?;
+            }
+            Effect::TurnedHot => turned_hot = true,
+            Effect::Ended(_) => {
+                if matches!(lead.status.as_str(), "new" | "qualifying") {
+                    lead.status = "qualified".into();
+                }
+            }
+        }
+    }
+    let session = tr.session;
+    lead.score = session.score;
+    let temp = session.temperature(&script.thresholds);
+    lead.temperature = temp.as_str().to_owned();
+    if lead.status == "new" {
+        lead.status = "qualifying".into();
+    }
+    if temp == crate::domain::Temperature::Hot && lead.hot_at.is_none() {
+        lead.hot_at = Some(ctx.now);
+    }
+    lead.session = serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    if turned_hot || (temp == crate::domain::Temperature::Hot && before != temp) {
+        app.on_turned_hot(ctx, lead).await?;
+    }
+    Ok(())
+}
+
+fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
+    match keyboard {
+        Keyboard::None => Markup::None,
+        Keyboard::Choices(choices) => Markup::Inline {
+            rows: choices
+                .iter()
+                .map(|(label, r)| {
+                    vec![Button {
+                        text: label.clone(),
+                        data: CallbackData::Choice {
+                            version: CallbackData::version_prefix(&script.version).to_owned(),
+                            step: r.step.0,
+                            index: r.index,
+                        }
+                        .to_string(),
+                    }]
+                })
+                .collect(),
+        },
+        Keyboard::RequestContact { label } => Markup::RequestContact { label: label.clone() },
+        Keyboard::Remove => Markup::Remove,
+    }
+}
+
+/// Everything stored about a lead, as JSON.
+pub async fn my_data_json(app: &App, lead: &Lead) -> Result<serde_json::Value> {
+    let history = storage::messages::history(&app.db, lead.id, 10_000).await?;
+    let session = session_of(lead);
+    let ms = |t: Option<i64>| t.and_then(chrono::DateTime::from_timestamp_millis).map(|d| d.to_rfc3339());
+    Ok(json!({
+        "telegram_id": lead.telegram_id,
+        "username": lead.username,
+        "first_name": lead.first_name,
+        "last_name": lead.last_name,
+        "language_code": lead.language_code,
+        "name": lead.name,
+        "phone": lead.phone,
+        "email": lead.email,
+        "source": lead.source,
+        "score": lead.score,
+        "temperature": lead.temperature,
+        "status": lead.status,
+        "unsubscribed": lead.unsubscribed,
+        "consent": { "at": ms(lead.consent_at), "dialogue_version": lead.consent_version },
+        "marketing_consent": { "at": ms(lead.marketing_consent_at), "dialogue_version": lead.marketing_consent_version },
+        "dialogue": { "id": lead.dialogue_id, "version": lead.dialogue_version },
+        "answers": session.answers,
+        "score_breakdown": session.breakdown,
+        "created_at": ms(Some(lead.created_at)),
+        "history": history.iter().map(|m| json!({
+            "at": ms(Some(m.created_at)),
+            "direction": m.direction,
+            "kind": m.kind,
+            "text": m.text,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+async fn send_my_data(app: &App, ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Result<()> {
+    let data = my_data_json(app, lead).await?;
+    let session = session_of(lead);
+    let dash = "—";
+    let mut text = match lang {
+        Lang::Ru => format!(
+            "Ваши данные:\nИмя: {}\nТелефон: {}\nE-mail: {}\nИсточник: {}\nСогласие на обработку данных: {}\nСогласие на рассылку: {}\n",
+            lead.name.as_deref().unwrap_or(dash),
+            lead.phone.as_deref().unwrap_or(dash),
+            lead.email.as_deref().unwrap_or(dash),
+            lead.source,
+            if lead.consent_at.is_some() { "да" } else { "нет" },
+            if lead.marketing_consent_at.is_some() { "да" } else { "нет" },
+        ),
+        Lang::En => format!(
+            "Your data:\nName: {}\nPhone: {}\nE-mail: {}\nSource: {}\nConsent to data processing: {}\nConsent to offers: {}\n",
+            lead.name.as_deref().unwrap_or(dash),
+            lead.phone.as_deref().unwrap_or(dash),
+            lead.email.as_deref().unwrap_or(dash),
+            lead.source,
+            if lead.consent_at.is_some() { "yes" } else { "no" },
+            if lead.marketing_consent_at.is_some() { "yes" } else { "no" },
+        ),
+    };
+    for a in session.answers.values() {
+        text.push_str(&format!("• {}: {}\n", a.question, a.value));
+    }
+    let text: String = text.chars().take(4000).collect();
+    ctx.send_to_lead(lead, Action::text(text, Markup::None)).await?;
+    let content = serde_json::to_string_pretty(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    ctx.send_to_lead(
+        lead,
+        Action::SendDocument {
+            file_name: "mydata.json".into(),
+            content,
+            caption: Some(t(lang, Key::MyDataCaption).into()),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Erases personal data and history; anonymous counts (score, temperature, source, funnel) stay.
+async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
+    let chat_id = lead.chat_id;
+    storage::outbox::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
+    storage::messages::erase(&mut ctx.tx, lead.id).await?;
+    if let Some(chat_id) = chat_id {
+        // Not linked to the lead: it must survive the erasure it confirms.
+        let key = ctx.next_key("forget");
+        ctx.enqueue_keyed(&key, None, chat_id, &Action::text(t(lang, Key::Forgotten), Markup::None))
+            .await?;
+    }
+    let mut session = session_of(lead);
+    session.answers.clear();
+    session.facts.clear();
+    lead.session = serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    lead.telegram_id = None;
+    lead.chat_id = None;
+    lead.username = None;
+    lead.first_name = None;
+    lead.last_name = None;
+    lead.name = None;
+    lead.phone = None;
+    lead.email = None;
+    lead.erased = true;
+    lead.unsubscribed = true;
+    lead.consent_at = None;
+    lead.marketing_consent_at = None;
+    tracing::info!(lead_id = lead.id, "lead erased on request");
+    Ok(())
+}

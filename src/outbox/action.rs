@@ -1,0 +1,89 @@
+//! What an outbox row asks Telegram to do, as plain data (stored as JSON).
+
+use serde::{Deserialize, Serialize};
+
+/// One inline button: a label and its callback data (at most 64 bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Button {
+    pub text: String,
+    pub data: String,
+}
+
+/// The keyboard attached to a message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Markup {
+    /// No keyboard.
+    #[default]
+    None,
+    /// Inline buttons, row by row.
+    Inline { rows: Vec<Vec<Button>> },
+    /// A one-button reply keyboard that shares the user's phone number.
+    RequestContact { label: String },
+    /// Removes a reply keyboard.
+    Remove,
+}
+
+/// A Telegram call the outbox worker makes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// sendMessage.
+    SendMessage {
+        text: String,
+        /// Parse the text as HTML (staff cards); prospect texts are plain.
+        #[serde(default)]
+        html: bool,
+        #[serde(default)]
+        markup: Markup,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<i32>,
+    },
+    /// editMessageText.
+    EditMessage {
+        message_id: i32,
+        text: String,
+        #[serde(default)]
+        html: bool,
+        #[serde(default)]
+        markup: Markup,
+    },
+    /// editMessageReplyMarkup with no keyboard: removes the buttons of a message.
+    RemoveButtons { message_id: i32 },
+    /// answerCallbackQuery.
+    AnswerCallback {
+        query_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default)]
+        alert: bool,
+    },
+    /// sendDocument with an in-memory file.
+    SendDocument {
+        file_name: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+}
+
+impl Action {
+    /// A plain text message with an optional keyboard.
+    pub fn text(text: impl Into<String>, markup: Markup) -> Action {
+        Action::SendMessage {
+            text: text.into(),
+            html: false,
+            markup,
+            reply_to: None,
+            thread_id: None,
+        }
+    }
+
+    /// Whether a failure can be retried later. Callback answers expire within seconds, so they are
+    /// tried once.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Action::AnswerCallback { .. })
+    }
+}

@@ -1,0 +1,81 @@
+//! The managers' side: the alert card, claiming and closing leads, staff commands and relay.
+
+pub mod alert;
+pub mod card;
+
+use crate::app::App;
+use crate::app::ctx::Ctx;
+use crate::app::event::{Content, Person};
+use crate::app::prospect::ProspectError;
+use crate::domain::CallbackData;
+use crate::storage;
+
+/// Whether a person may use staff buttons and commands in this chat.
+pub fn is_staff(app: &App, chat_id: Option<i64>, person: &Person) -> bool {
+    chat_id == Some(app.staff_chat_id) || app.settings.managers.contains(&person.id)
+}
+
+/// A button press in the staff chat (or by a listed manager in private).
+pub async fn on_callback(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    query_id: &str,
+    data: Option<&str>,
+    _message_id: Option<i32>,
+) -> Result<(), ProspectError> {
+    let chat = app.staff_chat_id;
+    let parsed = data.map(CallbackData::parse);
+    let notice = match parsed {
+        Some(Ok(CallbackData::Take(id))) => alert::take(app, ctx, id, from).await?,
+        Some(Ok(CallbackData::Won(id))) => alert::close(app, ctx, id, from, "won").await?,
+        Some(Ok(CallbackData::Lost(id))) => alert::close(app, ctx, id, from, "lost").await?,
+        _ => {
+            tracing::warn!(user_id = from.id, "unrecognised staff button press; refused");
+            "Эта кнопка не действует.".to_owned()
+        }
+    };
+    ctx.answer_callback(chat, query_id, Some(&notice)).await?;
+    Ok(())
+}
+
+/// A message in the staff chat: staff commands and replies to leads.
+pub async fn on_message(
+    _app: &App,
+    _ctx: &mut Ctx,
+    _from: Option<&Person>,
+    _message_id: i32,
+    _thread_id: Option<i32>,
+    _reply_to: Option<i32>,
+    _content: Content,
+) -> Result<(), ProspectError> {
+    Ok(())
+}
+
+/// The display name of a manager.
+pub fn manager_name(p: &Person) -> String {
+    match &p.username {
+        Some(u) => format!("{} (@{u})", p.full_name()),
+        None => p.full_name(),
+    }
+}
+
+/// Keeps a manager's action in the lead's history.
+pub async fn record_action(ctx: &mut Ctx, lead_id: i64, who: &Person, what: &str) -> Result<(), ProspectError> {
+    storage::messages::record(
+        &mut ctx.tx,
+        &storage::messages::NewMessage {
+            lead_id,
+            direction: "staff",
+            kind: "action",
+            text: Some(what),
+            update_id: Some(ctx.update_id),
+            outbox_id: None,
+            telegram_message_id: None,
+            author_id: Some(who.id),
+        },
+        ctx.now,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! The only module that speaks teloxide: building the client, turning updates into events,
+//! turning outbox actions into requests, and classifying Telegram's errors.
+
+pub mod poll;
+pub mod send;
+pub mod update;
+
+use std::time::Duration;
+
+use teloxide::Bot;
+
+use crate::config::Secret;
+
+pub use teloxide::Bot as Client;
+
+/// Builds the Bot API client with a request timeout (long polls must fit inside it).
+pub fn client(token: &Secret, api_url: Option<&str>, timeout: Duration) -> Result<Bot, String> {
+    let http = teloxide::net::default_reqwest_settings()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let bot = Bot::with_client(token.expose(), http);
+    match api_url {
+        Some(url) => {
+            let parsed = url
+                .parse()
+                .map_err(|_| "TELOXIDE_API_URL: expected a URL such as https://api.telegram.org".to_owned())?;
+            Ok(bot.set_api_url(parsed))
+        }
+        None => Ok(bot),
+    }
+}
+
+/// Removes the token from an error message (reqwest errors carry the request URL, which holds it).
+pub fn redact(message: &str, token: &str) -> String {
+    if token.is_empty() {
+        message.to_owned()
+    } else {
+        message.replace(token, "[token]")
+    }
+}

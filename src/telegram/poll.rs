@@ -1,0 +1,130 @@
+//! Long polling with durable intake: a batch of updates is stored, together with the next offset,
+//! before `getUpdates` is asked for anything newer — which is what confirms them to Telegram.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use teloxide::RequestError;
+use teloxide::payloads::GetUpdatesSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::AllowedUpdate;
+use tokio::sync::{Notify, watch};
+
+use crate::clock::Clock;
+use crate::storage::Db;
+use crate::storage::updates::{self, IncomingUpdate};
+
+/// What the poller needs.
+pub struct Poller {
+    pub bot: teloxide::Bot,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    /// Woken after each stored batch.
+    pub stored: Arc<Notify>,
+    /// Long-poll timeout in seconds.
+    pub timeout_secs: u32,
+    pub token: String,
+}
+
+impl Poller {
+    /// Polls until `shutdown` turns true. Errors are logged and retried with backoff.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let offset = match updates::polling_offset(&self.db).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the polling offset; retrying");
+                    if wait(&mut shutdown, backoff(&mut failures)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let mut req = self
+                .bot
+                .get_updates()
+                .timeout(self.timeout_secs)
+                .limit(100)
+                .allowed_updates([
+                    AllowedUpdate::Message,
+                    AllowedUpdate::EditedMessage,
+                    AllowedUpdate::CallbackQuery,
+                    AllowedUpdate::MyChatMember,
+                ]);
+            if let Some(o) = offset.and_then(|o| i32::try_from(o).ok()) {
+                req = req.offset(o);
+            }
+            let result = tokio::select! {
+                r = req => r,
+                _ = shutdown.changed() => break,
+            };
+            match result {
+                Ok(batch) => {
+                    failures = 0;
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let mut incoming = Vec::with_capacity(batch.len());
+                    let mut next = offset.unwrap_or(0);
+                    for u in &batch {
+                        let id = i64::from(u.id.0);
+                        next = next.max(id + 1);
+                        match serde_json::to_string(u) {
+                            Ok(payload) => incoming.push(IncomingUpdate {
+                                update_id: id,
+                                user_id: super::update::user_of(u),
+                                payload,
+                            }),
+                            Err(e) => tracing::warn!(update_id = id, error = %e, "update cannot be stored; skipped"),
+                        }
+                    }
+                    match updates::store_batch(&self.db, &incoming, next, self.clock.now_ms()).await {
+                        Ok(new) => {
+                            tracing::debug!(received = batch.len(), new, "updates stored");
+                            self.stored.notify_one();
+                        }
+                        Err(e) => {
+                            // Not stored means not confirmed: the same batch comes again.
+                            tracing::warn!(error = %e, "cannot store updates; they will be fetched again");
+                            if wait(&mut shutdown, backoff(&mut failures)).await {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(RequestError::RetryAfter(s)) => {
+                    tracing::warn!(seconds = s.seconds(), "getUpdates rate limited");
+                    if wait(&mut shutdown, s.duration()).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let msg = super::redact(&e.to_string(), &self.token);
+                    tracing::warn!(error = %msg, "getUpdates failed; retrying");
+                    if wait(&mut shutdown, backoff(&mut failures)).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("polling stopped");
+    }
+}
+
+fn backoff(failures: &mut u32) -> Duration {
+    *failures = failures.saturating_add(1);
+    let ms = 250u64.saturating_mul(1 << (*failures).min(7));
+    Duration::from_millis(ms.min(30_000))
+}
+
+/// Sleeps unless shutdown comes first; true when shutting down.
+async fn wait(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}

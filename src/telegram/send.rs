@@ -1,0 +1,166 @@
+//! Outbox [`Action`] → Bot API request, and the error classes the worker acts on.
+
+use std::time::Duration;
+
+use teloxide::ApiError;
+use teloxide::RequestError;
+use teloxide::payloads::{
+    AnswerCallbackQuerySetters, EditMessageTextSetters,
+    SendDocumentSetters, SendMessageSetters,
+};
+use teloxide::prelude::Requester;
+use teloxide::types::{
+    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, KeyboardButton, KeyboardMarkup,
+    KeyboardRemove, MessageId, ParseMode, ReplyMarkup, ReplyParameters, ThreadId,
+};
+
+use crate::outbox::action::{Action, Markup};
+
+/// How a failed request should be handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// 429: wait this long before the next request to this chat.
+    RetryAfter(Duration),
+    /// 403: the user blocked the bot (or is gone); stop sending to them.
+    Blocked(String),
+    /// Telegram refused the request itself; retrying will not help.
+    Permanent(String),
+    /// Network trouble, timeouts, 5xx: retry with backoff.
+    Transient(String),
+}
+
+impl SendError {
+    /// Classifies a teloxide error; `token` is removed from messages.
+    pub fn classify(e: &RequestError, token: &str) -> SendError {
+        let msg = super::redact(&e.to_string(), token);
+        match e {
+            RequestError::RetryAfter(s) => SendError::RetryAfter(s.duration()),
+            RequestError::Api(api) => match api {
+                ApiError::BotBlocked
+                | ApiError::UserDeactivated
+                | ApiError::CantInitiateConversation
+                | ApiError::BotKicked
+                | ApiError::BotKickedFromSupergroup
+                | ApiError::CantTalkWithBots => SendError::Blocked(msg),
+                ApiError::Unknown(desc) => {
+                    if desc.starts_with("Forbidden") {
+                        SendError::Blocked(msg)
+                    } else if desc.starts_with("Bad Request") || desc.starts_with("Not Found") {
+                        SendError::Permanent(msg)
+                    } else {
+                        SendError::Transient(msg)
+                    }
+                }
+                _ => SendError::Permanent(msg),
+            },
+            RequestError::MigrateToChatId(_) => SendError::Permanent(msg),
+            RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
+                SendError::Transient(msg)
+            }
+        }
+    }
+}
+
+fn markup(m: &Markup) -> Option<ReplyMarkup> {
+    match m {
+        Markup::None => None,
+        Markup::Inline { rows } => Some(ReplyMarkup::InlineKeyboard(inline(rows))),
+        Markup::RequestContact { label } => Some(ReplyMarkup::Keyboard(
+            KeyboardMarkup::new(vec![vec![KeyboardButton::new(label).request(
+                teloxide::types::ButtonRequest::Contact,
+            )]])
+            .resize_keyboard()
+            .one_time_keyboard(),
+        )),
+        Markup::Remove => Some(ReplyMarkup::KeyboardRemove(KeyboardRemove::new())),
+    }
+}
+
+fn inline(rows: &[Vec<crate::outbox::action::Button>]) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(rows.iter().map(|row| {
+        row.iter()
+            .map(|b| InlineKeyboardButton::callback(b.text.clone(), b.data.clone()))
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// Performs an action in a chat. Returns the id of the message sent, when there is one.
+pub async fn perform(
+    bot: &teloxide::Bot,
+    chat_id: i64,
+    action: &Action,
+    token: &str,
+) -> Result<Option<i32>, SendError> {
+    let chat = ChatId(chat_id);
+    let result = match action {
+        Action::SendMessage {
+            text,
+            html,
+            markup: m,
+            reply_to,
+            thread_id,
+        } => {
+            let mut req = bot.send_message(chat, text.clone());
+            if *html {
+                req = req.parse_mode(ParseMode::Html);
+            }
+            if let Some(rm) = markup(m) {
+                req = req.reply_markup(rm);
+            }
+            if let Some(r) = reply_to {
+                req = req.reply_parameters(ReplyParameters::new(MessageId(*r)).allow_sending_without_reply());
+            }
+            if let Some(t) = thread_id {
+                req = req.message_thread_id(ThreadId(MessageId(*t)));
+            }
+            req.await.map(|m| Some(m.id.0))
+        }
+        Action::EditMessage {
+            message_id,
+            text,
+            html,
+            markup: m,
+        } => {
+            let mut req = bot.edit_message_text(chat, MessageId(*message_id), text.clone());
+            if *html {
+                req = req.parse_mode(ParseMode::Html);
+            }
+            if let Markup::Inline { rows } = m {
+                req = req.reply_markup(inline(rows));
+            }
+            req.await.map(|_| None)
+        }
+        Action::RemoveButtons { message_id } => bot
+            .edit_message_reply_markup(chat, MessageId(*message_id))
+            .await
+            .map(|_| None),
+        Action::AnswerCallback { query_id, text, alert } => {
+            let mut req = bot.answer_callback_query(teloxide::types::CallbackQueryId(query_id.clone()));
+            if let Some(t) = text {
+                req = req.text(t.clone());
+            }
+            if *alert {
+                req = req.show_alert(true);
+            }
+            req.await.map(|_| None)
+        }
+        Action::SendDocument {
+            file_name,
+            content,
+            caption,
+        } => {
+            let file = InputFile::memory(content.clone().into_bytes()).file_name(file_name.clone());
+            let mut req = bot.send_document(chat, file);
+            if let Some(c) = caption {
+                req = req.caption(c.clone());
+            }
+            req.await.map(|m| Some(m.id.0))
+        }
+    };
+    match result {
+        Ok(id) => Ok(id),
+        // Editing to the same content is a success from the user's point of view.
+        Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(None),
+        Err(e) => Err(SendError::classify(&e, token)),
+    }
+}
