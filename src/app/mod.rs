@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub poll_timeout_secs: u32,
     /// HTTP timeout of every Bot API request (must exceed the long-poll timeout).
     pub request_timeout: Duration,
+    /// How often timers (SLA reminders) are checked.
+    pub timer_tick: Duration,
 }
 
 impl Default for RunOptions {
@@ -58,6 +60,7 @@ impl Default for RunOptions {
             clock: Arc::new(SystemClock),
             poll_timeout_secs: 25,
             request_timeout: Duration::from_secs(35),
+            timer_tick: Duration::from_secs(5),
         }
     }
 }
@@ -139,19 +142,39 @@ pub async fn run(
     let processor = process::Processor { app: app.clone(), stored: stored.clone() };
 
     tracing::info!("leadbot is running");
-    let poll_task = tokio::spawn(poller.run(stop_rx.clone()));
-    let work_task = tokio::spawn(worker.run(stop_rx.clone()));
-    let proc_task = tokio::spawn(processor.run(stop_rx.clone()));
+    // A JoinSet aborts its tasks when dropped, so aborting `run` stops everything at once (which
+    // is also how tests simulate a crash).
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(poller.run(stop_rx.clone()));
+    tasks.spawn(worker.run(stop_rx.clone()));
+    tasks.spawn(processor.run(stop_rx.clone()));
+    tasks.spawn(timers(app.clone(), options.timer_tick, stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    for task in [poll_task, work_task, proc_task] {
-        if let Err(e) = task.await {
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
             tracing::error!(error = %e, "a task ended abnormally");
         }
     }
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Periodic work: SLA re-announcements.
+async fn timers(app: Arc<App>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(e) = crate::staff::sla::step(&app).await {
+            tracing::warn!(error = %e, "SLA round failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }

@@ -2,9 +2,11 @@
 //! transaction that also marks it applied, so a replay changes nothing.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{Notify, watch};
 
 use super::App;
@@ -47,12 +49,17 @@ impl Processor {
         let app = &self.app;
         futures::future::join_all(groups.into_values().map(|group| async move {
             for u in group {
-                if let Err(e) = apply_update(app, &u).await {
-                    tracing::error!(update_id = u.update_id, error = %e, "update failed; will retry");
-                    let _ = updates::record_failure(&app.db, u.update_id, &e.to_string()).await;
-                    // Later updates of this user wait for this one.
-                    break;
-                }
+                // A bug must not take the processor down: a panic is caught and counted as a failure.
+                let result = AssertUnwindSafe(apply_update(app, &u)).catch_unwind().await;
+                let error = match result {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "the handler panicked".to_owned(),
+                };
+                tracing::error!(update_id = u.update_id, error = %error, "update failed; will retry");
+                let _ = updates::record_failure(&app.db, u.update_id, &error).await;
+                // Later updates of this user wait for this one.
+                break;
             }
         }))
         .await;
@@ -110,8 +117,8 @@ pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::P
 
 async fn handle(app: &App, ctx: &mut Ctx, event: Event) -> Result<Option<String>, prospect::ProspectError> {
     match event {
-        Event::Private { from, content, .. } => {
-            prospect::on_message(app, ctx, &from, content).await?;
+        Event::Private { from, message_id, content } => {
+            prospect::on_message(app, ctx, &from, message_id, content).await?;
         }
         Event::PrivateEdited { from } => prospect::on_edited(app, ctx, &from).await?,
         Event::Callback { from, query_id, data, chat_id, message_id } => {

@@ -88,7 +88,21 @@ async fn pinned_script(app: &App, lead: &Lead) -> Result<Option<Arc<Script>>> {
 }
 
 /// A message in the private chat.
-pub async fn on_message(app: &App, ctx: &mut Ctx, from: &Person, content: Content) -> Result<()> {
+pub async fn on_message(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    message_id: i32,
+    content: Content,
+) -> Result<()> {
+    if let Content::Command { name, args } = &content {
+        if crate::staff::commands::COMMANDS.contains(&name.as_str()) {
+            if app.settings.managers.contains(&from.id) {
+                return crate::staff::commands::run(app, ctx, from.id, from, name, args, None).await;
+            }
+            tracing::warn!(user_id = from.id, command = %name, "staff command from a non-manager; refused");
+        }
+    }
     let payload_source = match &content {
         Content::Command { name, args } if name == "start" && !args.is_empty() => Source::parse(args).ok(),
         _ => None,
@@ -162,6 +176,13 @@ pub async fn on_message(app: &App, ctx: &mut Ctx, from: &Person, content: Conten
                     apply(app, ctx, &mut lead, script, tr).await?;
                 }
                 (Some(_), Position::Ended(_)) => {
+                    let original = match input {
+                        Input::Text(t) => Content::Text(t),
+                        Input::Contact { phone, .. } => Content::Contact { phone, user_id: None },
+                        Input::Media(k) => Content::Media(k),
+                        _ => Content::Text(String::new()),
+                    };
+                    crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &original).await?;
                     ctx.send_to_lead(&lead, Action::text(t(lang, Key::Acknowledged), Markup::None)).await?;
                 }
                 _ => begin(app, ctx, &mut lead).await?,

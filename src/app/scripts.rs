@@ -73,3 +73,13 @@ impl Scripts {
         }
     }
 }
+
+impl Scripts {
+    /// Step names of a dialogue in file order (for the funnel).
+    pub fn step_order(&self, dialogue_id: &str) -> Option<Vec<String>> {
+        self.catalog
+            .entries()
+            .find(|e| e.script.id == dialogue_id)
+            .map(|e| e.script.steps.iter().map(|s| s.name.clone()).collect())
+    }
+}

@@ -60,6 +60,15 @@ pub enum Action {
         #[serde(default)]
         alert: bool,
     },
+    /// copyMessage: re-sends a message (text, photo, document...) from another chat.
+    CopyMessage {
+        from_chat_id: i64,
+        message_id: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<i32>,
+    },
     /// sendDocument with an in-memory file.
     SendDocument {
         file_name: String,

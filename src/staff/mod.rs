@@ -2,6 +2,10 @@
 
 pub mod alert;
 pub mod card;
+pub mod commands;
+pub mod relay;
+pub mod sla;
+pub mod stats;
 
 use crate::app::App;
 use crate::app::ctx::Ctx;
@@ -41,14 +45,23 @@ pub async fn on_callback(
 
 /// A message in the staff chat: staff commands and replies to leads.
 pub async fn on_message(
-    _app: &App,
-    _ctx: &mut Ctx,
-    _from: Option<&Person>,
-    _message_id: i32,
-    _thread_id: Option<i32>,
-    _reply_to: Option<i32>,
-    _content: Content,
+    app: &App,
+    ctx: &mut Ctx,
+    from: Option<&Person>,
+    message_id: i32,
+    thread_id: Option<i32>,
+    reply_to: Option<i32>,
+    content: Content,
 ) -> Result<(), ProspectError> {
+    let Some(from) = from else { return Ok(()) };
+    if let Content::Command { name, args } = &content {
+        if commands::COMMANDS.contains(&name.as_str()) {
+            return commands::run(app, ctx, app.staff_chat_id, from, name, args, thread_id).await;
+        }
+    }
+    if let Some(reply_to) = reply_to {
+        relay::staff_to_lead(app, ctx, from, message_id, reply_to, &content).await?;
+    }
     Ok(())
 }
 

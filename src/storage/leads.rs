@@ -33,6 +33,9 @@ pub struct Lead {
     pub last_activity_at: i64,
     pub last_inbound_at: Option<i64>,
     pub hot_at: Option<i64>,
+    pub sla_reminders: i32,
+    pub first_reply_at: Option<i64>,
+    pub topic_id: Option<i64>,
     pub manager_id: Option<i64>,
     pub manager_name: Option<String>,
     pub taken_at: Option<i64>,
@@ -42,7 +45,7 @@ pub struct Lead {
 const COLUMNS: &str = "id, telegram_id, chat_id, username, first_name, last_name, language_code, name, \
     phone, email, source, score, temperature, status, unsubscribed, blocked, erased, consent_at, \
     consent_version, marketing_consent_at, marketing_consent_version, dialogue_id, dialogue_version, \
-    session, created_at, last_activity_at, last_inbound_at, hot_at, manager_id, manager_name, taken_at, closed_at";
+    session, created_at, last_activity_at, last_inbound_at, hot_at, sla_reminders, first_reply_at, topic_id, manager_id, manager_name, taken_at, closed_at";
 
 /// What is known about a Telegram user when they first write.
 #[derive(Debug, Clone)]
@@ -110,7 +113,8 @@ pub async fn save(tx: &mut Tx, l: &Lead) -> Result<(), StorageError> {
                 consent_at = $18, consent_version = $19, marketing_consent_at = $20,
                 marketing_consent_version = $21, dialogue_id = $22, dialogue_version = $23, session = $24,
                 last_activity_at = $25, last_inbound_at = $26, hot_at = $27, manager_id = $28,
-                manager_name = $29, taken_at = $30, closed_at = $31
+                manager_name = $29, taken_at = $30, closed_at = $31, sla_reminders = $32,
+                first_reply_at = $33, topic_id = $34
              WHERE id = $1",
         )
         .bind(l.id)
@@ -144,6 +148,9 @@ pub async fn save(tx: &mut Tx, l: &Lead) -> Result<(), StorageError> {
         .bind(&l.manager_name)
         .bind(l.taken_at)
         .bind(l.closed_at)
+        .bind(l.sla_reminders)
+        .bind(l.first_reply_at)
+        .bind(l.topic_id)
         .execute(c).await.map(|r| r.rows_affected())
     })?;
     Ok(())
@@ -228,4 +235,46 @@ pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageErr
                 .await?
         }
     })
+}
+
+/// Open leads for `/leads`: hot first, then by score, then longest waiting; at most `limit`.
+pub async fn top(
+    db: &Db,
+    temperature: Option<&str>,
+    manager_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Lead>, StorageError> {
+    Ok(with_db!(db, |c| {
+        sqlx::query_as::<_, Lead>(&format!(
+            "SELECT {COLUMNS} FROM leads
+             WHERE erased = FALSE AND status NOT IN ('won', 'lost')
+               AND ($1 IS NULL OR temperature = $1) AND ($2 IS NULL OR manager_id = $2)
+             ORDER BY CASE temperature WHEN 'hot' THEN 0 WHEN 'warm' THEN 1 ELSE 2 END,
+                      score DESC, COALESCE(last_inbound_at, created_at) ASC
+             LIMIT $3"
+        ))
+        .bind(temperature)
+        .bind(manager_id)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })?)
+}
+
+/// Hot leads nobody took whose next SLA reminder is due.
+pub async fn sla_due(db: &Db, now: i64, sla_ms: i64, max_reminders: i32) -> Result<Vec<Lead>, StorageError> {
+    Ok(with_db!(db, |c| {
+        sqlx::query_as::<_, Lead>(&format!(
+            "SELECT {COLUMNS} FROM leads
+             WHERE temperature = 'hot' AND manager_id IS NULL AND erased = FALSE
+               AND status NOT IN ('won', 'lost') AND hot_at IS NOT NULL
+               AND sla_reminders < $1 AND hot_at + $2 * (sla_reminders + 1) <= $3
+             ORDER BY hot_at LIMIT 100"
+        ))
+        .bind(max_reminders)
+        .bind(sla_ms)
+        .bind(now)
+        .fetch_all(c)
+        .await
+    })?)
 }

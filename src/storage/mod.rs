@@ -10,6 +10,7 @@ pub mod dialogues;
 pub mod leads;
 pub mod messages;
 pub mod outbox;
+pub mod stats;
 pub mod updates;
 
 use std::str::FromStr;

@@ -166,3 +166,18 @@ pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), Stor
     })?;
     Ok(())
 }
+
+/// The lead a delivered message in a chat belongs to (a card or a relayed message).
+pub async fn lead_of_message(db: &Db, chat_id: i64, message_id: i64) -> Result<Option<i64>, StorageError> {
+    let row: Option<(Option<i64>,)> = with_db!(db, |c| {
+        sqlx::query_as(
+            "SELECT lead_id FROM outbox WHERE chat_id = $1 AND telegram_message_id = $2 AND lead_id IS NOT NULL
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(chat_id)
+        .bind(message_id)
+        .fetch_optional(c)
+        .await
+    })?;
+    Ok(row.and_then(|(l,)| l))
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use teloxide::ApiError;
 use teloxide::RequestError;
 use teloxide::payloads::{
-    AnswerCallbackQuerySetters, EditMessageTextSetters,
+    AnswerCallbackQuerySetters, CopyMessageSetters, EditMessageTextSetters,
     SendDocumentSetters, SendMessageSetters,
 };
 use teloxide::prelude::Requester;
@@ -143,6 +143,21 @@ pub async fn perform(
                 req = req.show_alert(true);
             }
             req.await.map(|_| None)
+        }
+        Action::CopyMessage {
+            from_chat_id,
+            message_id,
+            reply_to,
+            thread_id,
+        } => {
+            let mut req = bot.copy_message(chat, ChatId(*from_chat_id), MessageId(*message_id));
+            if let Some(r) = reply_to {
+                req = req.reply_parameters(ReplyParameters::new(MessageId(*r)).allow_sending_without_reply());
+            }
+            if let Some(t) = thread_id {
+                req = req.message_thread_id(ThreadId(MessageId(*t)));
+            }
+            req.await.map(|m| Some(m.0))
         }
         Action::SendDocument {
             file_name,
