@@ -5,3 +5,7 @@ pub mod expr;
 pub mod model;
 
 pub use model::*;
+pub mod engine;
+pub mod texts;
+
+pub use engine::advance;
