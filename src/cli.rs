@@ -40,6 +40,12 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Funnel per step, temperatures, sources and reply times.
+    Stats {
+        /// Only leads created on or after this date (YYYY-MM-DD, or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Work with leads.
     Leads {
         #[command(subcommand)]

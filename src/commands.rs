@@ -33,6 +33,18 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
         Command::Try { dialogue_id, locale } => {
             Ok(crate::dialogue_cli::try_dialogue(&settings.dialogues, dialogue_id.as_deref(), locale.as_deref()))
         }
+        Command::Stats { since } => {
+            let since = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+            let db = Db::connect(&settings.database_url)
+                .await
+                .context("cannot open the database (DATABASE_URL)")?;
+            db.migrate().await?;
+            let scripts = app::load_catalog(&settings).ok().map(app::scripts::Scripts::new);
+            let stats = crate::staff::stats::collect(&db, scripts.as_ref(), since).await?;
+            db.close().await;
+            print!("{}", crate::staff::stats::render(&stats));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Leads { command: LeadsCommand::Export { format, temperature, since } } => {
             let mut temps = Vec::new();
             for t in temperature.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {

@@ -16,3 +16,4 @@ pub mod export;
 pub mod cli;
 pub mod commands;
 pub mod dialogue_cli;
+pub mod terminal;

@@ -5,7 +5,13 @@ pub mod expr;
 pub mod model;
 
 pub use model::*;
+pub mod catalog;
+pub mod compile;
 pub mod engine;
+pub mod format;
+pub mod graph;
 pub mod texts;
 
+pub use catalog::{Catalog, Entry, Report};
+pub use compile::{Compiled, Diagnostic, Severity, compile};
 pub use engine::advance;
