@@ -2,6 +2,7 @@
 //! No tokio, sqlx or teloxide here.
 
 pub mod expr;
+pub mod format;
 pub mod model;
 
 pub use model::*;
