@@ -438,7 +438,8 @@ impl<'de> MapAccess<'de> for NodeMap<'de> {
     }
 }
 
-/// The keys a dialogue file may have at the top level.
+/// The keys a dialogue file may have at the top level; each is read on its own so that every
+/// problem is reported.
 pub const DIALOGUE_KEYS: &[&str] = &[
     "id",
     "locale",
@@ -448,18 +449,6 @@ pub const DIALOGUE_KEYS: &[&str] = &[
     "start",
     "steps",
 ];
-
-/// The top of a dialogue file, except `steps`, which is read step by step.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHeader {
-    pub id: Option<String>,
-    pub locale: Option<String>,
-    pub sources: Option<Vec<String>>,
-    pub thresholds: Option<RawThresholds>,
-    pub remind_after: Option<Vec<String>>,
-    pub start: Option<String>,
-}
 
 /// `thresholds: { warm: 30, hot: 70 }`.
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -557,7 +546,13 @@ mod tests {
         assert_eq!(a.pos, Pos { line: 3, column: 3 });
         let (say, text) = step.get("say").unwrap();
         assert_eq!(say.pos, Pos { line: 4, column: 5 });
-        assert_eq!(text.pos, Pos { line: 4, column: 10 });
+        assert_eq!(
+            text.pos,
+            Pos {
+                line: 4,
+                column: 10
+            }
+        );
     }
 
     #[test]
@@ -584,10 +579,16 @@ mod tests {
 
     #[test]
     fn wrong_types_point_at_the_value() {
-        let tree = parse_tree("ask: q\nchoices:\n  - { label: A, score: lots, next: b }\n")
-            .unwrap();
+        let tree =
+            parse_tree("ask: q\nchoices:\n  - { label: A, score: lots, next: b }\n").unwrap();
         let err = from_node::<RawStep>(&tree).unwrap_err();
-        assert_eq!(err.pos, Some(Pos { line: 3, column: 24 }));
+        assert_eq!(
+            err.pos,
+            Some(Pos {
+                line: 3,
+                column: 24
+            })
+        );
     }
 
     #[test]
