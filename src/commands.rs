@@ -26,30 +26,56 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { path } => Ok(crate::dialogue_cli::check(path.as_deref().unwrap_or(&settings.dialogues))),
-        Command::Graph { dialogue_id, locale } => {
-            Ok(crate::dialogue_cli::graph(&settings.dialogues, &dialogue_id, locale.as_deref()))
-        }
-        Command::Try { dialogue_id, locale } => {
-            Ok(crate::dialogue_cli::try_dialogue(&settings.dialogues, dialogue_id.as_deref(), locale.as_deref()))
-        }
+        Command::Check { path } => Ok(crate::dialogue_cli::check(
+            path.as_deref().unwrap_or(&settings.dialogues),
+        )),
+        Command::Graph {
+            dialogue_id,
+            locale,
+        } => Ok(crate::dialogue_cli::graph(
+            &settings.dialogues,
+            &dialogue_id,
+            locale.as_deref(),
+        )),
+        Command::Try {
+            dialogue_id,
+            locale,
+        } => Ok(crate::dialogue_cli::try_dialogue(
+            &settings.dialogues,
+            dialogue_id.as_deref(),
+            locale.as_deref(),
+        )),
         Command::Stats { since } => {
             let since = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
             let db = Db::connect(&settings.database_url)
                 .await
                 .context("cannot open the database (DATABASE_URL)")?;
             db.migrate().await?;
-            let scripts = app::load_catalog(&settings).ok().map(app::scripts::Scripts::new);
+            let scripts = app::load_catalog(&settings)
+                .ok()
+                .map(app::scripts::Scripts::new);
             let stats = crate::staff::stats::collect(&db, scripts.as_ref(), since).await?;
             db.close().await;
             print!("{}", crate::staff::stats::render(&stats));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Leads { command: LeadsCommand::Export { format, temperature, since } } => {
+        Command::Leads {
+            command:
+                LeadsCommand::Export {
+                    format,
+                    temperature,
+                    since,
+                },
+        } => {
             let mut temps = Vec::new();
-            for t in temperature.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-                let parsed = crate::domain::Temperature::parse(t)
-                    .with_context(|| format!("--temperature: expected cold, warm or hot, got {t:?}"))?;
+            for t in temperature
+                .iter()
+                .map(|t| t.trim())
+                .filter(|t| !t.is_empty())
+            {
+                let parsed = crate::domain::Temperature::parse(t).with_context(|| {
+                    format!("--temperature: expected cold, warm or hot, got {t:?}")
+                })?;
                 temps.push(parsed.as_str().to_owned());
             }
             let since = since.as_deref().map(parse_since).transpose()?;
@@ -57,7 +83,14 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
                 .await
                 .context("cannot open the database (DATABASE_URL)")?;
             db.migrate().await?;
-            let leads = storage::leads::export(&db, &storage::leads::ExportFilter { temperatures: temps, since }).await?;
+            let leads = storage::leads::export(
+                &db,
+                &storage::leads::ExportFilter {
+                    temperatures: temps,
+                    since,
+                },
+            )
+            .await?;
             db.close().await;
             let mut out = std::io::stdout().lock();
             match format {
@@ -71,14 +104,18 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
 
 /// `2026-11-01` (midnight UTC) or an RFC 3339 time → Unix ms.
 pub fn parse_since(s: &str) -> anyhow::Result<i64> {
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc().timestamp_millis());
-        }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc().timestamp_millis());
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| anyhow::anyhow!("--since: expected a date such as 2026-11-01 or an RFC 3339 time, got {s:?}"))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--since: expected a date such as 2026-11-01 or an RFC 3339 time, got {s:?}"
+            )
+        })
 }
 
 /// Resolves on SIGINT or SIGTERM.

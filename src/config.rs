@@ -137,16 +137,20 @@ impl Settings {
 
     /// Reads settings through `lookup`; empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
         let token = get("TELOXIDE_TOKEN").map(Secret::new);
-        if let Some(t) = &token {
-            if !looks_like_token(t.expose()) {
-                return Err(ConfigError::new(
-                    "TELOXIDE_TOKEN",
-                    "expected a bot token from @BotFather, such as 123456:ABC-DEF1234ghIkl (the value is not shown)",
-                ));
-            }
+        if let Some(t) = &token
+            && !looks_like_token(t.expose())
+        {
+            return Err(ConfigError::new(
+                "TELOXIDE_TOKEN",
+                "expected a bot token from @BotFather, such as 123456:ABC-DEF1234ghIkl (the value is not shown)",
+            ));
         }
         let api_url = match get("TELOXIDE_API_URL") {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u),
@@ -181,12 +185,15 @@ impl Settings {
             Some(v) => parse_id_list(&v).ok_or_else(|| {
                 ConfigError::new(
                     "LEADBOT_MANAGERS",
-                    format!("expected comma-separated Telegram user ids such as 12345,67890, got {v:?}"),
+                    format!(
+                        "expected comma-separated Telegram user ids such as 12345,67890, got {v:?}"
+                    ),
                 )
             })?,
             None => Vec::new(),
         };
-        let dialogues = PathBuf::from(get("LEADBOT_DIALOGUES").unwrap_or_else(|| "dialogues".to_owned()));
+        let dialogues =
+            PathBuf::from(get("LEADBOT_DIALOGUES").unwrap_or_else(|| "dialogues".to_owned()));
         let timezone = match get("LEADBOT_TIMEZONE") {
             Some(v) => v.parse::<Tz>().map_err(|_| {
                 ConfigError::new(
@@ -231,7 +238,8 @@ impl Settings {
         let webhook_secret = match get("LEADBOT_WEBHOOK_SECRET") {
             Some(s) => {
                 let ok = (1..=256).contains(&s.len())
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if !ok {
                     return Err(ConfigError::new(
                         "LEADBOT_WEBHOOK_SECRET",
@@ -304,7 +312,9 @@ fn looks_like_token(t: &str) -> bool {
             !id.is_empty()
                 && id.bytes().all(|b| b.is_ascii_digit())
                 && !rest.is_empty()
-                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         }
         None => false,
     }
@@ -325,7 +335,10 @@ fn duration_var(
 ) -> Result<Duration, ConfigError> {
     let raw = get(var).unwrap_or_else(|| default.to_owned());
     parse_duration(&raw).ok_or_else(|| {
-        ConfigError::new(var, format!("expected a duration such as 30s, 15m, 2h or 1d, got {raw:?}"))
+        ConfigError::new(
+            var,
+            format!("expected a duration such as 30s, 15m, 2h or 1d, got {raw:?}"),
+        )
     })
 }
 
@@ -337,16 +350,20 @@ fn number_var(
 ) -> Result<u32, ConfigError> {
     match get(var) {
         None => Ok(default),
-        Some(v) => v.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            ConfigError::new(
-                var,
-                format!(
-                    "expected a whole number from {} to {}, got {v:?}",
-                    range.start(),
-                    range.end()
-                ),
-            )
-        }),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    var,
+                    format!(
+                        "expected a whole number from {} to {}, got {v:?}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
     }
 }
 
@@ -394,8 +411,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -419,14 +438,44 @@ mod tests {
     fn a_bad_value_names_the_variable() {
         let e = settings(&[("LEADBOT_HOT_SLA", "soon")]).unwrap_err();
         assert_eq!(e.var, "LEADBOT_HOT_SLA");
-        assert!(e.to_string().starts_with("LEADBOT_HOT_SLA: expected a duration"));
-        assert_eq!(settings(&[("LEADBOT_STAFF_CHAT_ID", "staff")]).unwrap_err().var, "LEADBOT_STAFF_CHAT_ID");
-        assert_eq!(settings(&[("LEADBOT_MANAGERS", "1,x")]).unwrap_err().var, "LEADBOT_MANAGERS");
-        assert_eq!(settings(&[("LEADBOT_TIMEZONE", "Mars/Base")]).unwrap_err().var, "LEADBOT_TIMEZONE");
-        assert_eq!(settings(&[("LEADBOT_QUIET_HOURS", "9-5")]).unwrap_err().var, "LEADBOT_QUIET_HOURS");
-        assert_eq!(settings(&[("LEADBOT_BROADCAST_RATE", "0")]).unwrap_err().var, "LEADBOT_BROADCAST_RATE");
-        assert_eq!(settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
-        assert_eq!(settings(&[("LEADBOT_LOG_FORMAT", "xml")]).unwrap_err().var, "LEADBOT_LOG_FORMAT");
+        assert!(
+            e.to_string()
+                .starts_with("LEADBOT_HOT_SLA: expected a duration")
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_STAFF_CHAT_ID", "staff")])
+                .unwrap_err()
+                .var,
+            "LEADBOT_STAFF_CHAT_ID"
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_MANAGERS", "1,x")]).unwrap_err().var,
+            "LEADBOT_MANAGERS"
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_TIMEZONE", "Mars/Base")])
+                .unwrap_err()
+                .var,
+            "LEADBOT_TIMEZONE"
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_QUIET_HOURS", "9-5")]).unwrap_err().var,
+            "LEADBOT_QUIET_HOURS"
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_BROADCAST_RATE", "0")])
+                .unwrap_err()
+                .var,
+            "LEADBOT_BROADCAST_RATE"
+        );
+        assert_eq!(
+            settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_LOG_FORMAT", "xml")]).unwrap_err().var,
+            "LEADBOT_LOG_FORMAT"
+        );
     }
 
     #[test]
@@ -441,7 +490,11 @@ mod tests {
 
     #[test]
     fn quiet_hours_can_be_off_and_managers_listed() {
-        let s = settings(&[("LEADBOT_QUIET_HOURS", "off"), ("LEADBOT_MANAGERS", "1, 2,3")]).unwrap();
+        let s = settings(&[
+            ("LEADBOT_QUIET_HOURS", "off"),
+            ("LEADBOT_MANAGERS", "1, 2,3"),
+        ])
+        .unwrap();
         assert!(s.quiet_hours.is_none());
         assert_eq!(s.managers, vec![1, 2, 3]);
     }

@@ -17,7 +17,10 @@ pub fn check(path: &Path) -> ExitCode {
         eprintln!("{e} error(s), {w} warning(s) in {} file(s)", report.files);
         ExitCode::FAILURE
     } else {
-        println!("ok: {} dialogue(s) in {} file(s), {w} warning(s)", report.dialogues, report.files);
+        println!(
+            "ok: {} dialogue(s) in {} file(s), {w} warning(s)",
+            report.dialogues, report.files
+        );
         ExitCode::SUCCESS
     }
 }
@@ -29,7 +32,10 @@ fn load(dir: &Path) -> Option<Catalog> {
             for d in diags {
                 eprintln!("{d}");
             }
-            eprintln!("error: the dialogues in {} have errors; run `leadbot check`", dir.display());
+            eprintln!(
+                "error: the dialogues in {} have errors; run `leadbot check`",
+                dir.display()
+            );
             None
         }
     }
@@ -38,15 +44,22 @@ fn load(dir: &Path) -> Option<Catalog> {
 fn find<'a>(catalog: &'a Catalog, id: &str, locale: Option<&str>) -> Option<&'a Script> {
     let found = catalog.find(id, locale);
     if found.is_none() {
-        eprintln!("error: no dialogue with id {id:?}; known ids: {}", catalog.ids().join(", "));
+        eprintln!(
+            "error: no dialogue with id {id:?}; known ids: {}",
+            catalog.ids().join(", ")
+        );
     }
     found
 }
 
 /// `leadbot graph ID`.
 pub fn graph(dir: &Path, id: &str, locale: Option<&str>) -> ExitCode {
-    let Some(catalog) = load(dir) else { return ExitCode::FAILURE };
-    let Some(script) = find(&catalog, id, locale) else { return ExitCode::FAILURE };
+    let Some(catalog) = load(dir) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(script) = find(&catalog, id, locale) else {
+        return ExitCode::FAILURE;
+    };
     print!("{}", crate::dialogue::graph::mermaid(script));
     ExitCode::SUCCESS
 }
@@ -92,23 +105,43 @@ pub fn terminal_alert(script: &Script, session: &Session) -> String {
     };
     let mut card = crate::staff::alert::card_of(&lead, Some(script), 0);
     card.name = card.name.or_else(|| {
-        session.answers.values().find(|a| a.step == "name").map(|a| a.value.clone())
+        session
+            .answers
+            .values()
+            .find(|a| a.step == "name")
+            .map(|a| a.value.clone())
     });
-    card.phone = session.answers.values().find(|a| a.value.starts_with('+')).map(|a| a.value.clone());
+    card.phone = session
+        .answers
+        .values()
+        .find(|a| a.value.starts_with('+'))
+        .map(|a| a.value.clone());
     crate::staff::card::plain(&card)
 }
 
 /// `leadbot try [ID]`.
 pub fn try_dialogue(dir: &Path, id: Option<&str>, locale: Option<&str>) -> ExitCode {
-    let Some(catalog) = load(dir) else { return ExitCode::FAILURE };
+    let Some(catalog) = load(dir) else {
+        return ExitCode::FAILURE;
+    };
     let script = match id {
         Some(id) => find(&catalog, id, locale),
-        None => catalog.find("default", locale).or_else(|| catalog.select("direct", locale.or(Some("ru")))),
+        None => catalog
+            .find("default", locale)
+            .or_else(|| catalog.select("direct", locale.or(Some("ru")))),
     };
-    let Some(script) = script else { return ExitCode::FAILURE };
+    let Some(script) = script else {
+        return ExitCode::FAILURE;
+    };
     let stdin = std::io::stdin();
     let echo = !stdin.is_terminal();
-    match crate::terminal::run_try(script, stdin.lock(), std::io::stdout().lock(), echo, &terminal_alert) {
+    match crate::terminal::run_try(
+        script,
+        stdin.lock(),
+        std::io::stdout().lock(),
+        echo,
+        &terminal_alert,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

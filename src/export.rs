@@ -56,8 +56,20 @@ pub fn csv(leads: &[Lead]) -> Result<Vec<u8>, csv::Error> {
     {
         let mut w = csv::Writer::from_writer(&mut out);
         w.write_record([
-            "id", "telegram_id", "username", "name", "phone", "email", "source", "score", "temperature",
-            "status", "flags", "created", "last_activity", "answers",
+            "id",
+            "telegram_id",
+            "username",
+            "name",
+            "phone",
+            "email",
+            "source",
+            "score",
+            "temperature",
+            "status",
+            "flags",
+            "created",
+            "last_activity",
+            "answers",
         ])?;
         for l in leads {
             let answers: BTreeMap<String, String> =

@@ -3,17 +3,17 @@
 //! - [`dialogue`]: the pure engine — dialogue files, checks, graph, `advance()`.
 //! - [`domain`]: newtypes that parse at the edge (phone, e-mail, name, source, temperature).
 
-pub mod dialogue;
-pub mod domain;
-pub mod config;
-pub mod storage;
 pub mod app;
-pub mod clock;
-pub mod outbox;
-pub mod telegram;
-pub mod staff;
-pub mod export;
 pub mod cli;
+pub mod clock;
 pub mod commands;
+pub mod config;
+pub mod dialogue;
 pub mod dialogue_cli;
+pub mod domain;
+pub mod export;
+pub mod outbox;
+pub mod staff;
+pub mod storage;
+pub mod telegram;
 pub mod terminal;

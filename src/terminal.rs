@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, Write};
 
-use crate::dialogue::{Effect, Input, Keyboard, Outcome, Position, Script, Session, Transition, advance};
+use crate::dialogue::{
+    Effect, Input, Keyboard, Outcome, Position, Script, Session, Transition, advance,
+};
 
 /// Runs a dialogue over `input`/`out`. `alert` renders the card managers would get when the lead
 /// turns hot. Ends at the dialogue's end or at end of input.
@@ -16,11 +18,21 @@ pub fn run_try(
     alert: &dyn Fn(&Script, &Session) -> String,
 ) -> std::io::Result<()> {
     let ru = crate::dialogue::texts::is_ru(&script.locale);
-    writeln!(out, "{}", if ru {
-        format!("Диалог «{}» ({}), версия {}. Отвечайте номером варианта или текстом; пустой ввод или Ctrl-D — выход.", script.id, script.locale, script.version)
-    } else {
-        format!("Dialogue '{}' ({}), version {}. Answer with an option number or text; Ctrl-D quits.", script.id, script.locale, script.version)
-    })?;
+    writeln!(
+        out,
+        "{}",
+        if ru {
+            format!(
+                "Диалог «{}» ({}), версия {}. Отвечайте номером варианта или текстом; пустой ввод или Ctrl-D — выход.",
+                script.id, script.locale, script.version
+            )
+        } else {
+            format!(
+                "Dialogue '{}' ({}), version {}. Answer with an option number or text; Ctrl-D quits.",
+                script.id, script.locale, script.version
+            )
+        }
+    )?;
     let mut session = Session::default();
     let mut tr = advance(script, &session, Input::Start);
     let mut options: Vec<(String, crate::dialogue::ChoiceRef)>;
@@ -48,7 +60,10 @@ pub fn run_try(
             .ok()
             .and_then(|n| n.checked_sub(1))
             .and_then(|i| options.get(i))
-            .map(|(_, r)| Input::Choice { step: r.step, index: r.index });
+            .map(|(_, r)| Input::Choice {
+                step: r.step,
+                index: r.index,
+            });
         let inp = chosen.unwrap_or(Input::Text(line));
         tr = advance(script, &session, inp);
     }
@@ -72,7 +87,9 @@ fn show(
                         }
                         options = c.clone();
                     }
-                    Keyboard::RequestContact { label } => writeln!(out, "  [{label}] — type the number")?,
+                    Keyboard::RequestContact { label } => {
+                        writeln!(out, "  [{label}] — type the number")?
+                    }
                     _ => {}
                 }
             }
@@ -93,7 +110,11 @@ fn show(
 fn summary(out: &mut impl Write, script: &Script, s: &Session, ru: bool) -> std::io::Result<()> {
     let t = s.temperature(&script.thresholds);
     if ru {
-        writeln!(out, "— диалог завершён: {} баллов, температура {t}", s.score)?;
+        writeln!(
+            out,
+            "— диалог завершён: {} баллов, температура {t}",
+            s.score
+        )?;
     } else {
         writeln!(out, "— dialogue ended: score {}, temperature {t}", s.score)?;
     }

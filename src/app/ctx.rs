@@ -40,8 +40,10 @@ impl Ctx {
         chat_id: i64,
         action: &Action,
     ) -> Result<Option<i64>, StorageError> {
-        let json = serde_json::to_string(action).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let id = storage::outbox::enqueue(&mut self.tx, key, lead_id, chat_id, &json, self.now).await?;
+        let json =
+            serde_json::to_string(action).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let id =
+            storage::outbox::enqueue(&mut self.tx, key, lead_id, chat_id, &json, self.now).await?;
         self.enqueued |= id.is_some();
         Ok(id)
     }
@@ -57,7 +59,9 @@ impl Ctx {
             Action::SendDocument { file_name, .. } => Some(format!("[document] {file_name}")),
             _ => None,
         };
-        let id = self.enqueue_keyed(&key, Some(lead.id), chat_id, &action).await?;
+        let id = self
+            .enqueue_keyed(&key, Some(lead.id), chat_id, &action)
+            .await?;
         if let (Some(id), Some(text)) = (id, text) {
             storage::messages::record(
                 &mut self.tx,

@@ -40,7 +40,11 @@ pub enum Content {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A message in a private chat with the bot.
-    Private { from: Person, message_id: i32, content: Content },
+    Private {
+        from: Person,
+        message_id: i32,
+        content: Content,
+    },
     /// A message edited in a private chat.
     PrivateEdited { from: Person },
     /// An inline button press.

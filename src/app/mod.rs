@@ -86,7 +86,13 @@ impl App {
 /// Loads dialogues from the configured folder.
 pub fn load_catalog(settings: &Settings) -> Result<Catalog, RunError> {
     Catalog::load(&settings.dialogues).map_err(|diags| {
-        RunError::Dialogues(diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))
+        RunError::Dialogues(
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })
 }
 
@@ -106,7 +112,10 @@ pub async fn run(
     scripts.remember_all(&db, clock.now_ms()).await?;
     let requeued = storage::outbox::requeue_in_flight(&db).await?;
     if requeued > 0 {
-        tracing::warn!(requeued, "messages in flight at the last stop will be sent again");
+        tracing::warn!(
+            requeued,
+            "messages in flight at the last stop will be sent again"
+        );
     }
     let bot = telegram::client(&token, settings.api_url.as_deref(), options.request_timeout)
         .map_err(RunError::Telegram)?;
@@ -139,7 +148,10 @@ pub async fn run(
         wake: outbox_wake.clone(),
         batch: 64,
     };
-    let processor = process::Processor { app: app.clone(), stored: stored.clone() };
+    let processor = process::Processor {
+        app: app.clone(),
+        stored: stored.clone(),
+    };
 
     tracing::info!("leadbot is running");
     // A JoinSet aborts its tasks when dropped, so aborting `run` stops everything at once (which

@@ -115,25 +115,58 @@ pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::P
     Ok(())
 }
 
-async fn handle(app: &App, ctx: &mut Ctx, event: Event) -> Result<Option<String>, prospect::ProspectError> {
+async fn handle(
+    app: &App,
+    ctx: &mut Ctx,
+    event: Event,
+) -> Result<Option<String>, prospect::ProspectError> {
     match event {
-        Event::Private { from, message_id, content } => {
+        Event::Private {
+            from,
+            message_id,
+            content,
+        } => {
             prospect::on_message(app, ctx, &from, message_id, content).await?;
         }
         Event::PrivateEdited { from } => prospect::on_edited(app, ctx, &from).await?,
-        Event::Callback { from, query_id, data, chat_id, message_id } => {
+        Event::Callback {
+            from,
+            query_id,
+            data,
+            chat_id,
+            message_id,
+        } => {
             if chat_id.is_some() && chat_id == Some(app.staff_chat_id)
                 || app.settings.managers.contains(&from.id) && chat_id != Some(from.id)
             {
-                crate::staff::on_callback(app, ctx, &from, &query_id, data.as_deref(), message_id).await?;
+                crate::staff::on_callback(app, ctx, &from, &query_id, data.as_deref(), message_id)
+                    .await?;
             } else {
                 prospect::on_callback(app, ctx, &from, &query_id, data.as_deref()).await?;
             }
         }
-        Event::Membership { user_id, blocked } => prospect::on_membership(ctx, user_id, blocked).await?,
-        Event::Group { chat_id, from, message_id, thread_id, reply_to, content } => {
+        Event::Membership { user_id, blocked } => {
+            prospect::on_membership(ctx, user_id, blocked).await?
+        }
+        Event::Group {
+            chat_id,
+            from,
+            message_id,
+            thread_id,
+            reply_to,
+            content,
+        } => {
             if chat_id == app.staff_chat_id {
-                crate::staff::on_message(app, ctx, from.as_ref(), message_id, thread_id, reply_to, content).await?;
+                crate::staff::on_message(
+                    app,
+                    ctx,
+                    from.as_ref(),
+                    message_id,
+                    thread_id,
+                    reply_to,
+                    content,
+                )
+                .await?;
             } else {
                 return Ok(Some("message in a foreign group".into()));
             }

@@ -46,7 +46,12 @@ fn history_kind(content: &Content) -> (&'static str, String) {
     }
 }
 
-async fn find_or_create(app: &App, ctx: &mut Ctx, from: &Person, source: Option<&Source>) -> Result<Lead> {
+async fn find_or_create(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    source: Option<&Source>,
+) -> Result<Lead> {
     let existing = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await?;
     let mut lead = match existing {
         Some(l) => l,
@@ -95,16 +100,18 @@ pub async fn on_message(
     message_id: i32,
     content: Content,
 ) -> Result<()> {
-    if let Content::Command { name, args } = &content {
-        if crate::staff::commands::COMMANDS.contains(&name.as_str()) {
-            if app.settings.managers.contains(&from.id) {
-                return crate::staff::commands::run(app, ctx, from.id, from, name, args, None).await;
-            }
-            tracing::warn!(user_id = from.id, command = %name, "staff command from a non-manager; refused");
+    if let Content::Command { name, args } = &content
+        && crate::staff::commands::COMMANDS.contains(&name.as_str())
+    {
+        if app.settings.managers.contains(&from.id) {
+            return crate::staff::commands::run(app, ctx, from.id, from, name, args, None).await;
         }
+        tracing::warn!(user_id = from.id, command = %name, "staff command from a non-manager; refused");
     }
     let payload_source = match &content {
-        Content::Command { name, args } if name == "start" && !args.is_empty() => Source::parse(args).ok(),
+        Content::Command { name, args } if name == "start" && !args.is_empty() => {
+            Source::parse(args).ok()
+        }
         _ => None,
     };
     let mut lead = find_or_create(app, ctx, from, payload_source.as_ref()).await?;
@@ -122,8 +129,11 @@ pub async fn on_message(
             "start" => {
                 if lead.unsubscribed {
                     lead.unsubscribed = false;
-                    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Resubscribed), Markup::None))
-                        .await?;
+                    ctx.send_to_lead(
+                        &lead,
+                        Action::text(t(lang, Key::Resubscribed), Markup::None),
+                    )
+                    .await?;
                 }
                 match (&script, session.position) {
                     (Some(script), Position::Waiting(_)) => {
@@ -133,40 +143,63 @@ pub async fn on_message(
                     (Some(_), Position::Ended(_)) => {
                         let markup = Markup::Inline {
                             rows: vec![
-                                vec![Button { text: t(lang, Key::StartOver).into(), data: CallbackData::Restart.to_string() }],
-                                vec![Button { text: t(lang, Key::WriteManager).into(), data: CallbackData::Manager.to_string() }],
+                                vec![Button {
+                                    text: t(lang, Key::StartOver).into(),
+                                    data: CallbackData::Restart.to_string(),
+                                }],
+                                vec![Button {
+                                    text: t(lang, Key::WriteManager).into(),
+                                    data: CallbackData::Manager.to_string(),
+                                }],
                             ],
                         };
-                        ctx.send_to_lead(&lead, Action::text(t(lang, Key::WelcomeBack), markup)).await?;
+                        ctx.send_to_lead(&lead, Action::text(t(lang, Key::WelcomeBack), markup))
+                            .await?;
                     }
                     _ => begin(app, ctx, &mut lead).await?,
                 }
             }
             "help" => {
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Help), Markup::None)).await?;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Help), Markup::None))
+                    .await?;
             }
             "stop" => {
                 lead.unsubscribed = true;
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Stopped), Markup::None)).await?;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Stopped), Markup::None))
+                    .await?;
             }
             "mydata" => send_my_data(app, ctx, &lead, lang).await?,
             "forget" => {
                 let markup = Markup::Inline {
                     rows: vec![vec![
-                        Button { text: t(lang, Key::ForgetYes).into(), data: CallbackData::ForgetYes.to_string() },
-                        Button { text: t(lang, Key::ForgetNo).into(), data: CallbackData::ForgetNo.to_string() },
+                        Button {
+                            text: t(lang, Key::ForgetYes).into(),
+                            data: CallbackData::ForgetYes.to_string(),
+                        },
+                        Button {
+                            text: t(lang, Key::ForgetNo).into(),
+                            data: CallbackData::ForgetNo.to_string(),
+                        },
                     ]],
                 };
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetConfirm), markup)).await?;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetConfirm), markup))
+                    .await?;
             }
             _ => {
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::UnknownCommand), Markup::None)).await?;
+                ctx.send_to_lead(
+                    &lead,
+                    Action::text(t(lang, Key::UnknownCommand), Markup::None),
+                )
+                .await?;
             }
         },
         other => {
             let input = match other {
                 Content::Text(text) => Input::Text(text),
-                Content::Contact { phone, user_id } => Input::Contact { phone, own: user_id == Some(from.id) },
+                Content::Contact { phone, user_id } => Input::Contact {
+                    phone,
+                    own: user_id == Some(from.id),
+                },
                 Content::Media(kind) => Input::Media(kind),
                 Content::Command { .. } => Input::Start,
             };
@@ -178,12 +211,20 @@ pub async fn on_message(
                 (Some(_), Position::Ended(_)) => {
                     let original = match input {
                         Input::Text(t) => Content::Text(t),
-                        Input::Contact { phone, .. } => Content::Contact { phone, user_id: None },
+                        Input::Contact { phone, .. } => Content::Contact {
+                            phone,
+                            user_id: None,
+                        },
                         Input::Media(k) => Content::Media(k),
                         _ => Content::Text(String::new()),
                     };
-                    crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &original).await?;
-                    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Acknowledged), Markup::None)).await?;
+                    crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &original)
+                        .await?;
+                    ctx.send_to_lead(
+                        &lead,
+                        Action::text(t(lang, Key::Acknowledged), Markup::None),
+                    )
+                    .await?;
                 }
                 _ => begin(app, ctx, &mut lead).await?,
             }
@@ -201,7 +242,8 @@ pub async fn on_edited(app: &App, ctx: &mut Ctx, from: &Person) -> Result<()> {
     record_inbound(ctx, &lead, "edited", "[edited message]").await?;
     let script = pinned_script(app, &lead).await?;
     let lang = lang_of(&lead, script.as_deref());
-    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Edited), Markup::None)).await?;
+    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Edited), Markup::None))
+        .await?;
     let session = session_of(&lead);
     if let (Some(script), Position::Waiting(_)) = (&script, session.position) {
         let tr = dialogue::advance(script, &session, Input::Start);
@@ -222,8 +264,15 @@ pub async fn on_callback(
     let chat_id = from.id;
     let parsed = data.map(CallbackData::parse);
     let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await? else {
-        ctx.answer_callback(chat_id, query_id, Some(t(Lang::from_code(from.language_code.as_deref()), Key::StaleButton)))
-            .await?;
+        ctx.answer_callback(
+            chat_id,
+            query_id,
+            Some(t(
+                Lang::from_code(from.language_code.as_deref()),
+                Key::StaleButton,
+            )),
+        )
+        .await?;
         return Ok(());
     };
     lead.last_activity_at = ctx.now;
@@ -233,13 +282,28 @@ pub async fn on_callback(
     let session = session_of(&lead);
     let mut notice: Option<&str> = None;
     match parsed {
-        Some(Ok(CallbackData::Choice { version, step, index })) => {
-            let current = lead.dialogue_version.as_deref().map(CallbackData::version_prefix);
+        Some(Ok(CallbackData::Choice {
+            version,
+            step,
+            index,
+        })) => {
+            let current = lead
+                .dialogue_version
+                .as_deref()
+                .map(CallbackData::version_prefix);
             match (&script, current == Some(version.as_str())) {
                 (Some(script), true) if matches!(session.position, Position::Waiting(_)) => {
                     let label = choice_label(script, step, index);
-                    record_inbound(ctx, &lead, "button", label.as_deref().unwrap_or("[button]")).await?;
-                    let tr = dialogue::advance(script, &session, Input::Choice { step: dialogue::StepId(step), index });
+                    record_inbound(ctx, &lead, "button", label.as_deref().unwrap_or("[button]"))
+                        .await?;
+                    let tr = dialogue::advance(
+                        script,
+                        &session,
+                        Input::Choice {
+                            step: dialogue::StepId(step),
+                            index,
+                        },
+                    );
                     apply(app, ctx, &mut lead, script, tr).await?;
                 }
                 _ => notice = Some(t(lang, Key::StaleButton)),
@@ -261,7 +325,11 @@ pub async fn on_callback(
         }
         Some(Ok(CallbackData::Manager)) => {
             record_inbound(ctx, &lead, "button", t(lang, Key::WriteManager)).await?;
-            ctx.send_to_lead(&lead, Action::text(t(lang, Key::WriteManagerPrompt), Markup::None)).await?;
+            ctx.send_to_lead(
+                &lead,
+                Action::text(t(lang, Key::WriteManagerPrompt), Markup::None),
+            )
+            .await?;
         }
         Some(Ok(CallbackData::ForgetYes)) => {
             ctx.answer_callback(chat_id, query_id, None).await?;
@@ -270,15 +338,26 @@ pub async fn on_callback(
             return Ok(());
         }
         Some(Ok(CallbackData::ForgetNo)) => {
-            ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetCancelled), Markup::None)).await?;
+            ctx.send_to_lead(
+                &lead,
+                Action::text(t(lang, Key::ForgetCancelled), Markup::None),
+            )
+            .await?;
         }
         Some(Ok(CallbackData::Unsubscribe)) => {
             lead.unsubscribed = true;
             record_inbound(ctx, &lead, "button", "unsubscribe").await?;
-            ctx.send_to_lead(&lead, Action::text(t(lang, Key::Unsubscribed), Markup::None)).await?;
+            ctx.send_to_lead(
+                &lead,
+                Action::text(t(lang, Key::Unsubscribed), Markup::None),
+            )
+            .await?;
         }
         Some(Ok(CallbackData::Take(_) | CallbackData::Won(_) | CallbackData::Lost(_))) => {
-            tracing::warn!(user_id = from.id, "staff button pressed outside the staff chat; refused");
+            tracing::warn!(
+                user_id = from.id,
+                "staff button pressed outside the staff chat; refused"
+            );
             notice = Some(t(lang, Key::NotForYou));
         }
         Some(Ok(CallbackData::Offer(_))) | Some(Err(_)) | None => {
@@ -303,7 +382,9 @@ pub async fn on_membership(ctx: &mut Ctx, user_id: i64, blocked: bool) -> Result
 fn choice_label(script: &Script, step: u16, index: u8) -> Option<String> {
     let s = script.steps.get(usize::from(step))?;
     match &s.kind {
-        StepKind::Choice { choices, .. } => choices.get(usize::from(index)).map(|c| c.label.clone()),
+        StepKind::Choice { choices, .. } => {
+            choices.get(usize::from(index)).map(|c| c.label.clone())
+        }
         _ => None,
     }
 }
@@ -329,10 +410,17 @@ async fn record_inbound(ctx: &mut Ctx, lead: &Lead, kind: &str, text: &str) -> R
 
 /// Starts the dialogue for a lead that has none (or had its pinned version removed).
 async fn begin(app: &App, ctx: &mut Ctx, lead: &mut Lead) -> Result<()> {
-    let Some(script) = app.scripts.select(&lead.source, lead.language_code.as_deref()) else {
+    let Some(script) = app
+        .scripts
+        .select(&lead.source, lead.language_code.as_deref())
+    else {
         let lang = lang_of(lead, None);
-        tracing::error!(lead_id = lead.id, "no dialogue is loaded; the lead was told to try later");
-        ctx.send_to_lead(lead, Action::text(t(lang, Key::NoDialogue), Markup::None)).await?;
+        tracing::error!(
+            lead_id = lead.id,
+            "no dialogue is loaded; the lead was told to try later"
+        );
+        ctx.send_to_lead(lead, Action::text(t(lang, Key::NoDialogue), Markup::None))
+            .await?;
         return Ok(());
     };
     lead.dialogue_id = Some(script.id.clone());
@@ -343,24 +431,33 @@ async fn begin(app: &App, ctx: &mut Ctx, lead: &mut Lead) -> Result<()> {
 
 /// Carries out a transition: messages to the outbox, answers and consents onto the lead, funnel
 /// events, the hot flag; then stores the session.
-async fn apply(app: &App, ctx: &mut Ctx, lead: &mut Lead, script: &Script, tr: Transition) -> Result<()> {
+async fn apply(
+    app: &App,
+    ctx: &mut Ctx,
+    lead: &mut Lead,
+    script: &Script,
+    tr: Transition,
+) -> Result<()> {
     let before = session_of(lead).temperature(&script.thresholds);
     let mut turned_hot = false;
     for effect in &tr.effects {
         match effect {
             Effect::Send(reply) => {
                 let markup = markup_for(script, &reply.keyboard);
-                ctx.send_to_lead(lead, Action::text(reply.text.clone(), markup)).await?;
+                ctx.send_to_lead(lead, Action::text(reply.text.clone(), markup))
+                    .await?;
             }
             Effect::Answered { answer, .. } => {
-                if let Some(step) = script.step_by_name(&answer.step) {
-                    if let StepKind::Input { kind, .. } = &script.step(step).kind {
-                        match kind {
-                            InputKind::Name => lead.name = Some(answer.value.clone()),
-                            InputKind::Phone | InputKind::Contact => lead.phone = Some(answer.value.clone()),
-                            InputKind::Email => lead.email = Some(answer.value.clone()),
-                            _ => {}
+                if let Some(step) = script.step_by_name(&answer.step)
+                    && let StepKind::Input { kind, .. } = &script.step(step).kind
+                {
+                    match kind {
+                        InputKind::Name => lead.name = Some(answer.value.clone()),
+                        InputKind::Phone | InputKind::Contact => {
+                            lead.phone = Some(answer.value.clone())
                         }
+                        InputKind::Email => lead.email = Some(answer.value.clone()),
+                        _ => {}
                     }
                 }
             }
@@ -380,7 +477,8 @@ async fn apply(app: &App, ctx: &mut Ctx, lead: &mut Lead, script: &Script, tr: T
             }
             Effect::Entered(step) => {
                 let name = &script.step(*step).name;
-                storage::messages::step_entered(&mut ctx.tx, lead.id, &script.id, name, ctx.now).await?;
+                storage::messages::step_entered(&mut ctx.tx, lead.id, &script.id, name, ctx.now)
+                    .await?;
             }
             Effect::TurnedHot => turned_hot = true,
             Effect::Ended(_) => {
@@ -400,7 +498,8 @@ async fn apply(app: &App, ctx: &mut Ctx, lead: &mut Lead, script: &Script, tr: T
     if temp == crate::domain::Temperature::Hot && lead.hot_at.is_none() {
         lead.hot_at = Some(ctx.now);
     }
-    lead.session = serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    lead.session =
+        serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     if turned_hot || (temp == crate::domain::Temperature::Hot && before != temp) {
         app.on_turned_hot(ctx, lead).await?;
     }
@@ -426,7 +525,9 @@ fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
                 })
                 .collect(),
         },
-        Keyboard::RequestContact { label } => Markup::RequestContact { label: label.clone() },
+        Keyboard::RequestContact { label } => Markup::RequestContact {
+            label: label.clone(),
+        },
         Keyboard::Remove => Markup::Remove,
     }
 }
@@ -435,7 +536,10 @@ fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
 pub async fn my_data_json(app: &App, lead: &Lead) -> Result<serde_json::Value> {
     let history = storage::messages::history(&app.db, lead.id, 10_000).await?;
     let session = session_of(lead);
-    let ms = |t: Option<i64>| t.and_then(chrono::DateTime::from_timestamp_millis).map(|d| d.to_rfc3339());
+    let ms = |t: Option<i64>| {
+        t.and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|d| d.to_rfc3339())
+    };
     Ok(json!({
         "telegram_id": lead.telegram_id,
         "username": lead.username,
@@ -476,8 +580,16 @@ async fn send_my_data(app: &App, ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Resu
             lead.phone.as_deref().unwrap_or(dash),
             lead.email.as_deref().unwrap_or(dash),
             lead.source,
-            if lead.consent_at.is_some() { "да" } else { "нет" },
-            if lead.marketing_consent_at.is_some() { "да" } else { "нет" },
+            if lead.consent_at.is_some() {
+                "да"
+            } else {
+                "нет"
+            },
+            if lead.marketing_consent_at.is_some() {
+                "да"
+            } else {
+                "нет"
+            },
         ),
         Lang::En => format!(
             "Your data:\nName: {}\nPhone: {}\nE-mail: {}\nSource: {}\nConsent to data processing: {}\nConsent to offers: {}\n",
@@ -485,16 +597,26 @@ async fn send_my_data(app: &App, ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Resu
             lead.phone.as_deref().unwrap_or(dash),
             lead.email.as_deref().unwrap_or(dash),
             lead.source,
-            if lead.consent_at.is_some() { "yes" } else { "no" },
-            if lead.marketing_consent_at.is_some() { "yes" } else { "no" },
+            if lead.consent_at.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            if lead.marketing_consent_at.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
         ),
     };
     for a in session.answers.values() {
         text.push_str(&format!("• {}: {}\n", a.question, a.value));
     }
     let text: String = text.chars().take(4000).collect();
-    ctx.send_to_lead(lead, Action::text(text, Markup::None)).await?;
-    let content = serde_json::to_string_pretty(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    ctx.send_to_lead(lead, Action::text(text, Markup::None))
+        .await?;
+    let content =
+        serde_json::to_string_pretty(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     ctx.send_to_lead(
         lead,
         Action::SendDocument {
@@ -515,13 +637,19 @@ async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
     if let Some(chat_id) = chat_id {
         // Not linked to the lead: it must survive the erasure it confirms.
         let key = ctx.next_key("forget");
-        ctx.enqueue_keyed(&key, None, chat_id, &Action::text(t(lang, Key::Forgotten), Markup::None))
-            .await?;
+        ctx.enqueue_keyed(
+            &key,
+            None,
+            chat_id,
+            &Action::text(t(lang, Key::Forgotten), Markup::None),
+        )
+        .await?;
     }
     let mut session = session_of(lead);
     session.answers.clear();
     session.facts.clear();
-    lead.session = serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    lead.session =
+        serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     lead.telegram_id = None;
     lead.chat_id = None;
     lead.username = None;

@@ -51,7 +51,11 @@ impl Scripts {
     }
 
     /// The script of a pinned version: from memory, or compiled from the stored source.
-    pub async fn version(&self, db: &Db, version: &str) -> Result<Option<Arc<Script>>, StorageError> {
+    pub async fn version(
+        &self,
+        db: &Db,
+        version: &str,
+    ) -> Result<Option<Arc<Script>>, StorageError> {
         if let Some(s) = self.cached(version) {
             return Ok(Some(s));
         }

@@ -37,17 +37,29 @@ pub struct Report {
 impl Report {
     /// Errors found.
     pub fn errors(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     /// Warnings found.
     pub fn warnings(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 }
 
 fn diag(file: &str, message: String, severity: Severity) -> Diagnostic {
-    Diagnostic { file: file.to_owned(), line: 1, column: 1, message, severity }
+    Diagnostic {
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        message,
+        severity,
+    }
 }
 
 /// Reads `*.yaml`/`*.yml` files of a folder (or one file), sorted by name.
@@ -58,11 +70,18 @@ fn read_sources(path: &Path) -> Result<Vec<(String, String, String)>, Vec<Diagno
         files.push(path.to_path_buf());
     } else {
         let dir = std::fs::read_dir(path).map_err(|e| {
-            vec![diag(&shown, format!("cannot read the dialogue folder: {e}"), Severity::Error)]
+            vec![diag(
+                &shown,
+                format!("cannot read the dialogue folder: {e}"),
+                Severity::Error,
+            )]
         })?;
         for entry in dir.flatten() {
             let p = entry.path();
-            let yaml = p.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
+            let yaml = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e == "yaml" || e == "yml");
             if yaml && p.is_file() {
                 files.push(p);
             }
@@ -73,13 +92,25 @@ fn read_sources(path: &Path) -> Result<Vec<(String, String, String)>, Vec<Diagno
     let mut errors = Vec::new();
     for p in files {
         let name = p.display().to_string();
-        let file_name = p.file_name().and_then(|n| n.to_str()).unwrap_or(&name).to_owned();
+        let file_name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&name)
+            .to_owned();
         match std::fs::read_to_string(&p) {
             Ok(text) => out.push((name, file_name, text)),
-            Err(e) => errors.push(diag(&name, format!("cannot read the file: {e}"), Severity::Error)),
+            Err(e) => errors.push(diag(
+                &name,
+                format!("cannot read the file: {e}"),
+                Severity::Error,
+            )),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 impl Catalog {
@@ -92,10 +123,9 @@ impl Catalog {
                 Ok(compiled) => {
                     diags.extend(compiled.warnings);
                     let s = &compiled.script;
-                    if let Some(other) = entries
-                        .iter()
-                        .find(|e| e.script.id == s.id && e.script.locale.eq_ignore_ascii_case(&s.locale))
-                    {
+                    if let Some(other) = entries.iter().find(|e| {
+                        e.script.id == s.id && e.script.locale.eq_ignore_ascii_case(&s.locale)
+                    }) {
                         diags.push(diag(
                             &file_name,
                             format!(
@@ -106,14 +136,27 @@ impl Catalog {
                         ));
                         continue;
                     }
-                    entries.push(Entry { file_name, source, script: compiled.script });
+                    entries.push(Entry {
+                        file_name,
+                        source,
+                        script: compiled.script,
+                    });
                 }
                 Err(errs) => diags.extend(errs),
             }
         }
         let catalog = Catalog { entries };
-        if !catalog.entries.is_empty() && !catalog.entries.iter().any(|e| e.script.sources.iter().any(|p| p == "*")) {
-            let file = catalog.entries.first().map(|e| e.file_name.clone()).unwrap_or_default();
+        if !catalog.entries.is_empty()
+            && !catalog
+                .entries
+                .iter()
+                .any(|e| e.script.sources.iter().any(|p| p == "*"))
+        {
+            let file = catalog
+                .entries
+                .first()
+                .map(|e| e.file_name.clone())
+                .unwrap_or_default();
             diags.push(diag(
                 &file,
                 "no dialogue has `sources: [\"*\"]`: leads from other sources get the fallback dialogue".into(),
@@ -127,14 +170,25 @@ impl Catalog {
     pub fn load(path: &Path) -> Result<Catalog, Vec<Diagnostic>> {
         let files = read_sources(path)?;
         let shown = path.display().to_string();
-        let (catalog, diags) =
-            Catalog::from_sources(files.into_iter().map(|(_, file_name, text)| (file_name, text)).collect());
-        let errors: Vec<Diagnostic> = diags.into_iter().filter(|d| d.severity == Severity::Error).collect();
+        let (catalog, diags) = Catalog::from_sources(
+            files
+                .into_iter()
+                .map(|(_, file_name, text)| (file_name, text))
+                .collect(),
+        );
+        let errors: Vec<Diagnostic> = diags
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
         if catalog.entries.is_empty() {
-            return Err(vec![diag(&shown, "no dialogue files (*.yaml) found".into(), Severity::Error)]);
+            return Err(vec![diag(
+                &shown,
+                "no dialogue files (*.yaml) found".into(),
+                Severity::Error,
+            )]);
         }
         Ok(catalog)
     }
@@ -143,14 +197,32 @@ impl Catalog {
     pub fn check(path: &Path) -> Report {
         let files = match read_sources(path) {
             Ok(f) => f,
-            Err(diagnostics) => return Report { files: 0, dialogues: 0, diagnostics },
+            Err(diagnostics) => {
+                return Report {
+                    files: 0,
+                    dialogues: 0,
+                    diagnostics,
+                };
+            }
         };
         let n = files.len();
-        let (catalog, diagnostics) =
-            Catalog::from_sources(files.into_iter().map(|(shown, _, text)| (shown, text)).collect());
-        let mut report = Report { files: n, dialogues: catalog.entries.len(), diagnostics };
+        let (catalog, diagnostics) = Catalog::from_sources(
+            files
+                .into_iter()
+                .map(|(shown, _, text)| (shown, text))
+                .collect(),
+        );
+        let mut report = Report {
+            files: n,
+            dialogues: catalog.entries.len(),
+            diagnostics,
+        };
         if n == 0 {
-            report.diagnostics.push(diag(&path.display().to_string(), "no dialogue files (*.yaml) found".into(), Severity::Error));
+            report.diagnostics.push(diag(
+                &path.display().to_string(),
+                "no dialogue files (*.yaml) found".into(),
+                Severity::Error,
+            ));
         }
         report
     }
@@ -180,30 +252,56 @@ impl Catalog {
             .map(|e| &e.script)
             .filter(|s| s.sources.iter().any(|p| src.matches(p)))
             .collect();
-        let pool: Vec<&Script> =
-            if matching.is_empty() { self.entries.iter().map(|e| &e.script).collect() } else { matching };
+        let pool: Vec<&Script> = if matching.is_empty() {
+            self.entries.iter().map(|e| &e.script).collect()
+        } else {
+            matching
+        };
         pick(&pool, None, language_code)
     }
 
     /// A dialogue by id, in the wanted locale when there are several.
     pub fn find(&self, id: &str, locale: Option<&str>) -> Option<&Script> {
-        let pool: Vec<&Script> = self.entries.iter().map(|e| &e.script).filter(|s| s.id == id).collect();
+        let pool: Vec<&Script> = self
+            .entries
+            .iter()
+            .map(|e| &e.script)
+            .filter(|s| s.id == id)
+            .collect();
         pick(&pool, Some(id), locale.or(Some("ru")))
     }
 }
 
 fn primary(lang: &str) -> String {
-    lang.split(['-', '_']).next().unwrap_or(lang).to_ascii_lowercase()
+    lang.split(['-', '_'])
+        .next()
+        .unwrap_or(lang)
+        .to_ascii_lowercase()
 }
 
-fn pick<'a>(pool: &[&'a Script], _id: Option<&str>, language_code: Option<&str>) -> Option<&'a Script> {
+fn pick<'a>(
+    pool: &[&'a Script],
+    _id: Option<&str>,
+    language_code: Option<&str>,
+) -> Option<&'a Script> {
     if let Some(lang) = language_code.map(primary) {
-        let same_lang: Vec<&Script> = pool.iter().copied().filter(|s| primary(&s.locale) == lang).collect();
-        if let Some(s) = same_lang.iter().find(|s| s.id == "default").or(same_lang.first()) {
+        let same_lang: Vec<&Script> = pool
+            .iter()
+            .copied()
+            .filter(|s| primary(&s.locale) == lang)
+            .collect();
+        if let Some(s) = same_lang
+            .iter()
+            .find(|s| s.id == "default")
+            .or(same_lang.first())
+        {
             return Some(s);
         }
     }
-    pool.iter().find(|s| s.id == "default").or(pool.first()).copied()
+    pool.iter()
+        .find(|s| s.id == "default")
+        .or(pool.first())
+        .copied()
 }
 
 #[cfg(test)]
@@ -227,9 +325,18 @@ mod tests {
     #[test]
     fn the_language_picks_the_locale_and_russian_is_the_fallback() {
         let c = shipped();
-        assert_eq!(c.select("direct", Some("en-US")).map(|s| s.locale.as_str()), Some("en"));
-        assert_eq!(c.select("vk_ads", Some("ru")).map(|s| s.locale.as_str()), Some("ru"));
-        assert_eq!(c.select("direct", None).map(|s| s.id.as_str()), Some("default"));
+        assert_eq!(
+            c.select("direct", Some("en-US")).map(|s| s.locale.as_str()),
+            Some("en")
+        );
+        assert_eq!(
+            c.select("vk_ads", Some("ru")).map(|s| s.locale.as_str()),
+            Some("ru")
+        );
+        assert_eq!(
+            c.select("direct", None).map(|s| s.id.as_str()),
+            Some("default")
+        );
         assert!(c.select("direct", Some("de")).is_some());
     }
 
@@ -237,14 +344,24 @@ mod tests {
     fn a_single_dialogue_without_default_id_serves_everyone() {
         let yaml = "id: promo\nlocale: en\nsources: [\"fb_*\"]\nstart: hi\nsteps:\n  hi: { say: \"Hi\", end: true }\n";
         let (c, _) = Catalog::from_sources(vec![("promo.yaml".into(), yaml.into())]);
-        assert_eq!(c.select("vk_ads", Some("ru")).map(|s| s.id.as_str()), Some("promo"));
+        assert_eq!(
+            c.select("vk_ads", Some("ru")).map(|s| s.id.as_str()),
+            Some("promo")
+        );
         assert_eq!(c.select("fb_x", None).map(|s| s.id.as_str()), Some("promo"));
     }
 
     #[test]
     fn the_same_id_and_locale_twice_is_an_error() {
         let yaml = "id: promo\nlocale: en\nsources: [\"*\"]\nstart: hi\nsteps:\n  hi: { say: \"Hi\", end: true }\n";
-        let (_, d) = Catalog::from_sources(vec![("a.yaml".into(), yaml.into()), ("b.yaml".into(), yaml.into())]);
-        assert!(d.iter().any(|d| d.severity == Severity::Error && d.message.contains("already defined")), "{d:?}");
+        let (_, d) = Catalog::from_sources(vec![
+            ("a.yaml".into(), yaml.into()),
+            ("b.yaml".into(), yaml.into()),
+        ]);
+        assert!(
+            d.iter()
+                .any(|d| d.severity == Severity::Error && d.message.contains("already defined")),
+            "{d:?}"
+        );
     }
 }

@@ -6,7 +6,11 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallbackData {
     /// A dialogue choice: version prefix (8 hex), step index, choice index.
-    Choice { version: String, step: u16, index: u8 },
+    Choice {
+        version: String,
+        step: u16,
+        index: u8,
+    },
     /// Start the dialogue over.
     Restart,
     /// "Write to a manager".
@@ -43,7 +47,11 @@ impl CallbackData {
         let rest: Vec<&str> = parts.collect();
         let id = |rest: &[&str]| -> Result<i64, CallbackError> {
             match rest {
-                [n] => n.parse::<i64>().ok().filter(|n| *n > 0).ok_or(CallbackError),
+                [n] => n
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(CallbackError),
                 _ => Err(CallbackError),
             }
         };
@@ -81,7 +89,11 @@ impl CallbackData {
 impl fmt::Display for CallbackData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CallbackData::Choice { version, step, index } => write!(f, "c:{version}:{step}:{index}"),
+            CallbackData::Choice {
+                version,
+                step,
+                index,
+            } => write!(f, "c:{version}:{step}:{index}"),
             CallbackData::Restart => f.write_str("r"),
             CallbackData::Manager => f.write_str("m"),
             CallbackData::ForgetYes => f.write_str("fy"),
@@ -103,7 +115,11 @@ mod tests {
     #[test]
     fn every_kind_round_trips_within_64_bytes() {
         let all = [
-            CallbackData::Choice { version: "0123abcd".into(), step: u16::MAX, index: u8::MAX },
+            CallbackData::Choice {
+                version: "0123abcd".into(),
+                step: u16::MAX,
+                index: u8::MAX,
+            },
             CallbackData::Restart,
             CallbackData::Manager,
             CallbackData::ForgetYes,
@@ -123,7 +139,17 @@ mod tests {
 
     #[test]
     fn forged_data_is_refused() {
-        for bad in ["", "x", "c:zz:1:1", "c:0123abcd:1", "t:-1", "t:0", "t:abc", "r:1", &"t".repeat(65)] {
+        for bad in [
+            "",
+            "x",
+            "c:zz:1:1",
+            "c:0123abcd:1",
+            "t:-1",
+            "t:0",
+            "t:abc",
+            "r:1",
+            &"t".repeat(65),
+        ] {
             assert_eq!(CallbackData::parse(bad), Err(CallbackError), "{bad}");
         }
     }

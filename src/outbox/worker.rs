@@ -42,7 +42,8 @@ impl Worker {
             return Ok(Step::Empty);
         }
         let n = rows.len();
-        let results = futures::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
+        let results =
+            futures::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
         for r in results {
             r?;
         }
@@ -54,7 +55,12 @@ impl Worker {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(outbox_id = row.id, error = %e, "outbox row does not decode; given up");
-                return storage::outbox::mark_failed(&self.db, row.id, &format!("corrupt action: {e}")).await;
+                return storage::outbox::mark_failed(
+                    &self.db,
+                    row.id,
+                    &format!("corrupt action: {e}"),
+                )
+                .await;
             }
         };
         let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
@@ -68,12 +74,19 @@ impl Worker {
                 }
             }
             Err(SendError::RetryAfter(d)) => {
-                tracing::warn!(outbox_id = row.id, seconds = d.as_secs(), "rate limited by Telegram");
+                tracing::warn!(
+                    outbox_id = row.id,
+                    seconds = d.as_secs(),
+                    "rate limited by Telegram"
+                );
                 let at = now + ms(d.max(Duration::from_secs(1)));
                 storage::outbox::retry_at(&self.db, row.id, at, "429 Too Many Requests").await?;
             }
             Err(SendError::Blocked(msg)) => {
-                tracing::info!(outbox_id = row.id, "the user blocked the bot; lead marked blocked");
+                tracing::info!(
+                    outbox_id = row.id,
+                    "the user blocked the bot; lead marked blocked"
+                );
                 storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
                 storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
             }
@@ -107,8 +120,10 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "outbox round failed; retrying"),
             }
             let idle = match storage::outbox::next_due(&self.db).await {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
-                    .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+                Ok(Some(at)) => {
+                    Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
+                        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                }
                 _ => Duration::from_secs(1),
             };
             tokio::select! {

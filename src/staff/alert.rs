@@ -28,7 +28,12 @@ pub fn card_of(lead: &Lead, script: Option<&Script>, now: i64) -> Card {
                 }
             }
         }
-        None => answers.extend(session.answers.values().map(|a| (a.question.clone(), a.value.clone()))),
+        None => answers.extend(
+            session
+                .answers
+                .values()
+                .map(|a| (a.question.clone(), a.value.clone())),
+        ),
     }
     let telegram_name = match (&lead.first_name, &lead.last_name) {
         (Some(f), Some(l)) => Some(format!("{f} {l}")),
@@ -73,7 +78,12 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         thread_id: None,
     };
     let new = ctx
-        .enqueue_keyed(&alert_key(lead.id), Some(lead.id), app.staff_chat_id, &action)
+        .enqueue_keyed(
+            &alert_key(lead.id),
+            Some(lead.id),
+            app.staff_chat_id,
+            &action,
+        )
         .await?;
     if new.is_some() {
         tracing::info!(lead_id = lead.id, "hot lead alert queued");
@@ -100,7 +110,8 @@ async fn edit_card(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageE
         markup: card::buttons(lead.id, &lead.status, lead.manager_id.is_some()),
     };
     let key = ctx.next_key("card");
-    ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action).await?;
+    ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)
+        .await?;
     Ok(())
 }
 
@@ -109,7 +120,12 @@ async fn lock_lead(ctx: &mut Ctx, lead_id: i64) -> Result<Option<Lead>, StorageE
 }
 
 /// Take: the first press owns the lead; later presses are told who has it.
-pub async fn take(app: &App, ctx: &mut Ctx, lead_id: i64, who: &Person) -> Result<String, ProspectError> {
+pub async fn take(
+    app: &App,
+    ctx: &mut Ctx,
+    lead_id: i64,
+    who: &Person,
+) -> Result<String, ProspectError> {
     let Some(mut lead) = lock_lead(ctx, lead_id).await? else {
         return Ok("Лид не найден.".into());
     };
@@ -154,7 +170,22 @@ pub async fn close(
     lead.status = outcome.to_owned();
     lead.closed_at = Some(ctx.now);
     storage::leads::save(&mut ctx.tx, &lead).await?;
-    record_action(ctx, lead.id, who, if outcome == "won" { "closed as won" } else { "closed as lost" }).await?;
+    record_action(
+        ctx,
+        lead.id,
+        who,
+        if outcome == "won" {
+            "closed as won"
+        } else {
+            "closed as lost"
+        },
+    )
+    .await?;
     edit_card(app, ctx, &lead).await?;
-    Ok(if outcome == "won" { "Отмечено: выиграна." } else { "Отмечено: проиграна." }.into())
+    Ok(if outcome == "won" {
+        "Отмечено: выиграна."
+    } else {
+        "Отмечено: проиграна."
+    }
+    .into())
 }

@@ -1,8 +1,8 @@
 //! The alert card managers get when a lead turns hot (pure text rendering).
 
 use crate::dialogue::ScoreItem;
-use crate::outbox::{Button, Markup};
 use crate::domain::CallbackData;
+use crate::outbox::{Button, Markup};
 
 /// Everything the card shows.
 #[derive(Clone, Debug, Default)]
@@ -97,7 +97,13 @@ pub fn plain(c: &Card) -> String {
 
 fn render(c: &Card, html: bool) -> String {
     let esc = |s: &str| if html { escape_html(s) } else { s.to_owned() };
-    let bold = |s: &str| if html { format!("<b>{s}</b>") } else { s.to_owned() };
+    let bold = |s: &str| {
+        if html {
+            format!("<b>{s}</b>")
+        } else {
+            s.to_owned()
+        }
+    };
     let dash = "—".to_owned();
     let who = c
         .name
@@ -109,20 +115,34 @@ fn render(c: &Card, html: bool) -> String {
     let link = match (c.telegram_id, &c.username) {
         (_, Some(u)) if html => format!("<a href=\"https://t.me/{}\">@{}</a>", esc(u), esc(u)),
         (_, Some(u)) => format!("@{u} (https://t.me/{u})"),
-        (Some(id), None) if html => format!("<a href=\"tg://user?id={id}\">{}</a>", esc(&cut(c.telegram_name.as_deref().unwrap_or("профиль"), 64))),
+        (Some(id), None) if html => format!(
+            "<a href=\"tg://user?id={id}\">{}</a>",
+            esc(&cut(c.telegram_name.as_deref().unwrap_or("профиль"), 64))
+        ),
         (Some(id), None) => format!("tg://user?id={id}"),
         (None, None) => dash.clone(),
     };
     head.push_str(&format!("{} {}\n", bold("Telegram:"), link));
-    head.push_str(&format!("{} {}\n", bold("Телефон:"), esc(c.phone.as_deref().unwrap_or("—"))));
-    head.push_str(&format!("{} {}\n", bold("E-mail:"), esc(c.email.as_deref().unwrap_or("—"))));
+    head.push_str(&format!(
+        "{} {}\n",
+        bold("Телефон:"),
+        esc(c.phone.as_deref().unwrap_or("—"))
+    ));
+    head.push_str(&format!(
+        "{} {}\n",
+        bold("E-mail:"),
+        esc(c.email.as_deref().unwrap_or("—"))
+    ));
     head.push_str(&format!("{} {}\n", bold("Источник:"), esc(&c.source)));
     head.push_str(&format!(
         "{} {} · {} {}\n",
         bold("Оценка:"),
         c.score,
         esc(&c.temperature),
-        esc(&format!("· первый контакт {} назад", since(c.first_contact_ms, c.now_ms)))
+        esc(&format!(
+            "· первый контакт {} назад",
+            since(c.first_contact_ms, c.now_ms)
+        ))
     ));
     let why = breakdown_line(&c.breakdown);
     let why_line = format!("{} {}\n", bold("Почему горячий:"), esc(&cut(&why, 600)));
@@ -136,7 +156,12 @@ fn render(c: &Card, html: bool) -> String {
         let when = chrono::DateTime::from_timestamp_millis(*at)
             .map(|d| d.format("%d.%m %H:%M UTC").to_string())
             .unwrap_or_default();
-        tail.push_str(&format!("\n👤 {} {} ({})", bold("Взял:"), esc(&cut(owner, 64)), when));
+        tail.push_str(&format!(
+            "\n👤 {} {} ({})",
+            bold("Взял:"),
+            esc(&cut(owner, 64)),
+            when
+        ));
     }
     let mut body = String::new();
     if !c.answers.is_empty() {
@@ -144,7 +169,9 @@ fn render(c: &Card, html: bool) -> String {
         body.push_str(&bold("Ответы:"));
         body.push('\n');
     }
-    let budget = MAX_LEN.saturating_sub(head.chars().count() + why_line.chars().count() + tail.chars().count() + 20);
+    let budget = MAX_LEN.saturating_sub(
+        head.chars().count() + why_line.chars().count() + tail.chars().count() + 20,
+    );
     for (q, a) in &c.answers {
         let line = format!("• {} — {}\n", esc(&cut(q, 120)), esc(&cut(a, MAX_ANSWER)));
         if body.chars().count() + line.chars().count() > budget {
@@ -153,7 +180,9 @@ fn render(c: &Card, html: bool) -> String {
         }
         body.push_str(&line);
     }
-    format!("{head}{why_line}{body}{tail}").trim_end().to_owned()
+    format!("{head}{why_line}{body}{tail}")
+        .trim_end()
+        .to_owned()
 }
 
 /// The card's buttons for a lead's status: Take while unclaimed, Won/Lost until closed.
@@ -163,10 +192,19 @@ pub fn buttons(lead_id: i64, status: &str, taken: bool) -> Markup {
     }
     let mut row = Vec::new();
     if !taken {
-        row.push(Button { text: "✋ Взять".into(), data: CallbackData::Take(lead_id).to_string() });
+        row.push(Button {
+            text: "✋ Взять".into(),
+            data: CallbackData::Take(lead_id).to_string(),
+        });
     }
-    row.push(Button { text: "✅ Выиграна".into(), data: CallbackData::Won(lead_id).to_string() });
-    row.push(Button { text: "❌ Проиграна".into(), data: CallbackData::Lost(lead_id).to_string() });
+    row.push(Button {
+        text: "✅ Выиграна".into(),
+        data: CallbackData::Won(lead_id).to_string(),
+    });
+    row.push(Button {
+        text: "❌ Проиграна".into(),
+        data: CallbackData::Lost(lead_id).to_string(),
+    });
     Markup::Inline { rows: vec![row] }
 }
 
@@ -186,8 +224,18 @@ mod tests {
             source: "vk_ads".into(),
             answers: vec![("Когда планируете покупку?".into(), "В этом месяце".into())],
             breakdown: vec![
-                ScoreItem { step: "timing".into(), answer: "В этом месяце".into(), points: 40, hot: false },
-                ScoreItem { step: "need".into(), answer: "Готов купить".into(), points: 0, hot: true },
+                ScoreItem {
+                    step: "timing".into(),
+                    answer: "В этом месяце".into(),
+                    points: 40,
+                    hot: false,
+                },
+                ScoreItem {
+                    step: "need".into(),
+                    answer: "Готов купить".into(),
+                    points: 0,
+                    hot: true,
+                },
             ],
             score: 50,
             temperature: "hot".into(),
@@ -211,7 +259,9 @@ mod tests {
     #[test]
     fn long_answers_keep_the_card_under_the_limit() {
         let mut c = card();
-        c.answers = (0..100).map(|i| (format!("Вопрос {i}"), "x".repeat(5000))).collect();
+        c.answers = (0..100)
+            .map(|i| (format!("Вопрос {i}"), "x".repeat(5000)))
+            .collect();
         let h = html(&c);
         assert!(h.chars().count() <= 4096, "{}", h.chars().count());
         assert!(h.contains('…'));
@@ -219,11 +269,17 @@ mod tests {
 
     #[test]
     fn buttons_follow_the_status() {
-        let Markup::Inline { rows } = buttons(7, "qualified", false) else { panic!() };
+        let Markup::Inline { rows } = buttons(7, "qualified", false) else {
+            panic!()
+        };
         assert_eq!(rows[0].len(), 3);
-        let Markup::Inline { rows } = buttons(7, "in_work", true) else { panic!() };
+        let Markup::Inline { rows } = buttons(7, "in_work", true) else {
+            panic!()
+        };
         assert_eq!(rows[0].len(), 2);
-        let Markup::Inline { rows } = buttons(7, "won", true) else { panic!() };
+        let Markup::Inline { rows } = buttons(7, "won", true) else {
+            panic!()
+        };
         assert!(rows.is_empty());
     }
 }

@@ -22,7 +22,13 @@ pub async fn run(
     args: &str,
     thread_id: Option<i32>,
 ) -> Result<(), ProspectError> {
-    let reply = |text: String| Action::SendMessage { text, html: true, markup: Markup::None, reply_to: None, thread_id };
+    let reply = |text: String| Action::SendMessage {
+        text,
+        html: true,
+        markup: Markup::None,
+        reply_to: None,
+        thread_id,
+    };
     match name {
         "leads" => {
             let arg = args.trim().to_ascii_lowercase();
@@ -32,8 +38,13 @@ pub async fn run(
                 "mine" => (None, Some(from.id)),
                 _ => {
                     let key = ctx.next_key("staff");
-                    ctx.enqueue_keyed(&key, None, chat_id, &reply("Использование: /leads [hot|warm|cold|mine]".into()))
-                        .await?;
+                    ctx.enqueue_keyed(
+                        &key,
+                        None,
+                        chat_id,
+                        &reply("Использование: /leads [hot|warm|cold|mine]".into()),
+                    )
+                    .await?;
                     return Ok(());
                 }
             };
@@ -43,7 +54,11 @@ pub async fn run(
                 text.push_str("нет подходящих лидов");
             }
             for l in &leads {
-                let who = l.name.clone().or_else(|| l.first_name.clone()).unwrap_or_else(|| "—".into());
+                let who = l
+                    .name
+                    .clone()
+                    .or_else(|| l.first_name.clone())
+                    .unwrap_or_else(|| "—".into());
                 let waiting = card::since(l.last_inbound_at.unwrap_or(l.created_at), ctx.now);
                 let icon = match l.temperature.as_str() {
                     "hot" => "🔥",
@@ -57,7 +72,10 @@ pub async fn run(
                     l.score,
                     escape_html(&l.source),
                     waiting,
-                    l.manager_name.as_ref().map(|m| format!(" · 👤 {}", escape_html(m))).unwrap_or_default(),
+                    l.manager_name
+                        .as_ref()
+                        .map(|m| format!(" · 👤 {}", escape_html(m)))
+                        .unwrap_or_default(),
                 ));
             }
             let key = ctx.next_key("staff");
@@ -70,7 +88,13 @@ pub async fn run(
             };
             let Some(lead) = lead.filter(|l| !l.erased) else {
                 let key = ctx.next_key("staff");
-                ctx.enqueue_keyed(&key, None, chat_id, &reply("Лид не найден. Использование: /lead ID".into())).await?;
+                ctx.enqueue_keyed(
+                    &key,
+                    None,
+                    chat_id,
+                    &reply("Лид не найден. Использование: /lead ID".into()),
+                )
+                .await?;
                 return Ok(());
             };
             let script = match &lead.dialogue_version {
@@ -87,7 +111,10 @@ pub async fn run(
                         "out" => "→",
                         _ => "👤",
                     };
-                    let line = format!("{arrow} {}\n", escape_html(&card::cut(m.text.as_deref().unwrap_or(""), 150)));
+                    let line = format!(
+                        "{arrow} {}\n",
+                        escape_html(&card::cut(m.text.as_deref().unwrap_or(""), 150))
+                    );
                     if text.chars().count() + line.chars().count() > 4000 {
                         break;
                     }
@@ -102,7 +129,8 @@ pub async fn run(
                 thread_id,
             };
             let key = ctx.next_key("staff");
-            ctx.enqueue_keyed(&key, Some(lead.id), chat_id, &action).await?;
+            ctx.enqueue_keyed(&key, Some(lead.id), chat_id, &action)
+                .await?;
         }
         "stats" => {
             let stats = super::stats::collect(&app.db, Some(&app.scripts), 0).await?;
@@ -111,7 +139,8 @@ pub async fn run(
             ctx.enqueue_keyed(&key, None, chat_id, &reply(text)).await?;
         }
         "export" => {
-            let leads = storage::leads::export(&app.db, &storage::leads::ExportFilter::default()).await?;
+            let leads =
+                storage::leads::export(&app.db, &storage::leads::ExportFilter::default()).await?;
             let bytes = crate::export::csv(&leads).unwrap_or_default();
             let content = String::from_utf8(bytes).unwrap_or_default();
             let key = ctx.next_key("staff");
@@ -133,7 +162,8 @@ pub async fn run(
                         Ответьте на карточку лида или его сообщение, чтобы написать ему."
                 .to_owned();
             let key = ctx.next_key("staff");
-            ctx.enqueue_keyed(&key, None, chat_id, &reply(escape_html(&text))).await?;
+            ctx.enqueue_keyed(&key, None, chat_id, &reply(escape_html(&text)))
+                .await?;
         }
     }
     tracing::info!(manager_id = from.id, command = name, "staff command");

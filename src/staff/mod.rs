@@ -35,7 +35,10 @@ pub async fn on_callback(
         Some(Ok(CallbackData::Won(id))) => alert::close(app, ctx, id, from, "won").await?,
         Some(Ok(CallbackData::Lost(id))) => alert::close(app, ctx, id, from, "lost").await?,
         _ => {
-            tracing::warn!(user_id = from.id, "unrecognised staff button press; refused");
+            tracing::warn!(
+                user_id = from.id,
+                "unrecognised staff button press; refused"
+            );
             "Эта кнопка не действует.".to_owned()
         }
     };
@@ -54,10 +57,10 @@ pub async fn on_message(
     content: Content,
 ) -> Result<(), ProspectError> {
     let Some(from) = from else { return Ok(()) };
-    if let Content::Command { name, args } = &content {
-        if commands::COMMANDS.contains(&name.as_str()) {
-            return commands::run(app, ctx, app.staff_chat_id, from, name, args, thread_id).await;
-        }
+    if let Content::Command { name, args } = &content
+        && commands::COMMANDS.contains(&name.as_str())
+    {
+        return commands::run(app, ctx, app.staff_chat_id, from, name, args, thread_id).await;
     }
     if let Some(reply_to) = reply_to {
         relay::staff_to_lead(app, ctx, from, message_id, reply_to, &content).await?;
@@ -74,7 +77,12 @@ pub fn manager_name(p: &Person) -> String {
 }
 
 /// Keeps a manager's action in the lead's history.
-pub async fn record_action(ctx: &mut Ctx, lead_id: i64, who: &Person, what: &str) -> Result<(), ProspectError> {
+pub async fn record_action(
+    ctx: &mut Ctx,
+    lead_id: i64,
+    who: &Person,
+    what: &str,
+) -> Result<(), ProspectError> {
     storage::messages::record(
         &mut ctx.tx,
         &storage::messages::NewMessage {

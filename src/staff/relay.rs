@@ -21,7 +21,9 @@ pub async fn lead_to_staff(
     content: &Content,
 ) -> Result<(), StorageError> {
     let card = storage::outbox::by_key(&app.db, &alert_key(lead.id)).await?;
-    let reply_to = card.and_then(|r| r.telegram_message_id).and_then(|m| i32::try_from(m).ok());
+    let reply_to = card
+        .and_then(|r| r.telegram_message_id)
+        .and_then(|m| i32::try_from(m).ok());
     let who = lead
         .name
         .clone()
@@ -33,14 +35,25 @@ pub async fn lead_to_staff(
         Content::Contact { phone, .. } => format!("📱 {}", escape_html(phone)),
         Content::Media(kind) => format!("[{}]", format!("{kind:?}").to_lowercase()),
     };
-    let header = format!("💬 <b>#{} {}</b>:\n{}", lead.id, escape_html(&cut(&who, 64)), body);
+    let header = format!(
+        "💬 <b>#{} {}</b>:\n{}",
+        lead.id,
+        escape_html(&cut(&who, 64)),
+        body
+    );
     let key = ctx.next_key("relay");
     let thread_id = lead.topic_id.and_then(|t| i32::try_from(t).ok());
     ctx.enqueue_keyed(
         &key,
         Some(lead.id),
         app.staff_chat_id,
-        &Action::SendMessage { text: header, html: true, markup: Markup::None, reply_to, thread_id },
+        &Action::SendMessage {
+            text: header,
+            html: true,
+            markup: Markup::None,
+            reply_to,
+            thread_id,
+        },
     )
     .await?;
     if let (Content::Media(_), Some(chat)) = (content, lead.chat_id) {
@@ -49,7 +62,12 @@ pub async fn lead_to_staff(
             &key,
             Some(lead.id),
             app.staff_chat_id,
-            &Action::CopyMessage { from_chat_id: chat, message_id, reply_to, thread_id },
+            &Action::CopyMessage {
+                from_chat_id: chat,
+                message_id,
+                reply_to,
+                thread_id,
+            },
         )
         .await?;
     }
@@ -66,7 +84,8 @@ pub async fn staff_to_lead(
     reply_to: i32,
     content: &Content,
 ) -> Result<bool, ProspectError> {
-    let Some(lead_id) = storage::outbox::lead_of_message(&app.db, app.staff_chat_id, i64::from(reply_to)).await?
+    let Some(lead_id) =
+        storage::outbox::lead_of_message(&app.db, app.staff_chat_id, i64::from(reply_to)).await?
     else {
         return Ok(false);
     };
@@ -96,7 +115,12 @@ pub async fn staff_to_lead(
             &key,
             Some(lead.id),
             chat,
-            &Action::CopyMessage { from_chat_id: app.staff_chat_id, message_id, reply_to: None, thread_id: None },
+            &Action::CopyMessage {
+                from_chat_id: app.staff_chat_id,
+                message_id,
+                reply_to: None,
+                thread_id: None,
+            },
         )
         .await?;
     let text = match content {

@@ -24,20 +24,32 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
         };
         // Re-check under the lock: another replica or a Take may have come first.
         let Some(hot_at) = lead.hot_at else { continue };
-        if lead.manager_id.is_some() || lead.sla_reminders >= MAX_REMINDERS || hot_at + sla * i64::from(lead.sla_reminders + 1) > now {
+        if lead.manager_id.is_some()
+            || lead.sla_reminders >= MAX_REMINDERS
+            || hot_at + sla * i64::from(lead.sla_reminders + 1) > now
+        {
             continue;
         }
         lead.sla_reminders += 1;
         let card = storage::outbox::by_key(&app.db, &alert_key(lead.id)).await?;
-        let reply_to = card.and_then(|r| r.telegram_message_id).and_then(|m| i32::try_from(m).ok());
+        let reply_to = card
+            .and_then(|r| r.telegram_message_id)
+            .and_then(|m| i32::try_from(m).ok());
         let minutes = (now - hot_at) / 60_000;
         let text = format!(
             "⏰ Горячий лид #{} ждёт уже {} мин — никто не взял. Нажмите «Взять» на карточке.",
             lead.id, minutes
         );
         let key = format!("sla:{}:{}", lead.id, lead.sla_reminders);
-        let action = Action::SendMessage { text, html: false, markup: Markup::None, reply_to, thread_id: None };
-        ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action).await?;
+        let action = Action::SendMessage {
+            text,
+            html: false,
+            markup: Markup::None,
+            reply_to,
+            thread_id: None,
+        };
+        ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)
+            .await?;
         storage::leads::save(&mut ctx.tx, &lead).await?;
         ctx.tx.commit().await?;
         n += 1;

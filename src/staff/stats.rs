@@ -17,7 +17,11 @@ pub struct Stats {
 }
 
 /// Collects the figures since a time (ms).
-pub async fn collect(db: &Db, scripts: Option<&Scripts>, since: i64) -> Result<Stats, StorageError> {
+pub async fn collect(
+    db: &Db,
+    scripts: Option<&Scripts>,
+    since: i64,
+) -> Result<Stats, StorageError> {
     let rows = storage::stats::funnel(db, since).await?;
     let mut funnels: Vec<(String, Vec<(String, i64)>)> = Vec::new();
     for (dialogue, step, n) in rows {
@@ -29,14 +33,17 @@ pub async fn collect(db: &Db, scripts: Option<&Scripts>, since: i64) -> Result<S
     for (dialogue, steps) in &mut funnels {
         let order = scripts.and_then(|s| s.step_order(dialogue));
         match order {
-            Some(order) => steps.sort_by_key(|(s, n)| (order.iter().position(|o| o == s).unwrap_or(usize::MAX), -n)),
+            Some(order) => steps.sort_by_key(|(s, n)| {
+                (order.iter().position(|o| o == s).unwrap_or(usize::MAX), -n)
+            }),
             None => steps.sort_by_key(|(s, n)| (-n, s.clone())),
         }
     }
     funnels.sort();
     let mut times = storage::stats::reply_times(db, since).await?;
     times.sort_unstable();
-    let median_reply_minutes = (!times.is_empty()).then(|| (times[times.len() / 2] as f64 / 60_000.0, times.len()));
+    let median_reply_minutes =
+        (!times.is_empty()).then(|| (times[times.len() / 2] as f64 / 60_000.0, times.len()));
     Ok(Stats {
         funnels,
         temperatures: storage::stats::temperatures(db, since).await?,
@@ -68,8 +75,19 @@ pub fn render(s: &Stats) -> String {
             prev = Some(*n);
         }
     }
-    let t = |name: &str| s.temperatures.iter().find(|(k, _)| k == name).map(|(_, n)| *n).unwrap_or(0);
-    out.push_str(&format!("Температура: горячие {}, тёплые {}, холодные {}\n", t("hot"), t("warm"), t("cold")));
+    let t = |name: &str| {
+        s.temperatures
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    };
+    out.push_str(&format!(
+        "Температура: горячие {}, тёплые {}, холодные {}\n",
+        t("hot"),
+        t("warm"),
+        t("cold")
+    ));
     if !s.statuses.is_empty() {
         let st: Vec<String> = s.statuses.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out.push_str(&format!("Статусы: {}\n", st.join(", ")));
@@ -81,7 +99,9 @@ pub fn render(s: &Stats) -> String {
         }
     }
     match s.median_reply_minutes {
-        Some((m, n)) => out.push_str(&format!("Время до первого ответа менеджера (медиана): {m:.1} мин по {n} лидам\n")),
+        Some((m, n)) => out.push_str(&format!(
+            "Время до первого ответа менеджера (медиана): {m:.1} мин по {n} лидам\n"
+        )),
         None => out.push_str("Время до первого ответа менеджера: ещё нет ответов\n"),
     }
     out

@@ -64,10 +64,12 @@ pub struct NewLead<'a> {
 pub async fn lock_by_telegram(tx: &mut Tx, telegram_id: i64) -> Result<Option<Lead>, StorageError> {
     Ok(match tx {
         Tx::Sqlite(t) => {
-            sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE telegram_id = $1"))
-                .bind(telegram_id)
-                .fetch_optional(&mut **t)
-                .await?
+            sqlx::query_as::<_, Lead>(&format!(
+                "SELECT {COLUMNS} FROM leads WHERE telegram_id = $1"
+            ))
+            .bind(telegram_id)
+            .fetch_optional(&mut **t)
+            .await?
         }
         Tx::Postgres(t) => {
             sqlx::query_as::<_, Lead>(&format!(
@@ -162,7 +164,9 @@ pub async fn set_blocked_by_chat(db: &Db, chat_id: i64, blocked: bool) -> Result
         sqlx::query("UPDATE leads SET blocked = $1 WHERE chat_id = $2")
             .bind(blocked)
             .bind(chat_id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -180,10 +184,12 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<Lead>, StorageError> {
 /// A lead by Telegram user id.
 pub async fn by_telegram(db: &Db, telegram_id: i64) -> Result<Option<Lead>, StorageError> {
     Ok(with_db!(db, |c| {
-        sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE telegram_id = $1"))
-            .bind(telegram_id)
-            .fetch_optional(c)
-            .await
+        sqlx::query_as::<_, Lead>(&format!(
+            "SELECT {COLUMNS} FROM leads WHERE telegram_id = $1"
+        ))
+        .bind(telegram_id)
+        .fetch_optional(c)
+        .await
     })?)
 }
 
@@ -214,8 +220,9 @@ pub async fn export(db: &Db, filter: &ExportFilter) -> Result<Vec<Lead>, Storage
 
 /// How many leads are stored.
 pub async fn count(db: &Db) -> Result<i64, StorageError> {
-    let (n,): (i64,) =
-        with_db!(db, |c| sqlx::query_as("SELECT COUNT(*) FROM leads").fetch_one(c).await)?;
+    let (n,): (i64,) = with_db!(db, |c| sqlx::query_as("SELECT COUNT(*) FROM leads")
+        .fetch_one(c)
+        .await)?;
     Ok(n)
 }
 
@@ -229,10 +236,12 @@ pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageErr
                 .await?
         }
         Tx::Postgres(t) => {
-            sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1 FOR UPDATE"))
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
+            sqlx::query_as::<_, Lead>(&format!(
+                "SELECT {COLUMNS} FROM leads WHERE id = $1 FOR UPDATE"
+            ))
+            .bind(id)
+            .fetch_optional(&mut **t)
+            .await?
         }
     })
 }
@@ -262,7 +271,12 @@ pub async fn top(
 }
 
 /// Hot leads nobody took whose next SLA reminder is due.
-pub async fn sla_due(db: &Db, now: i64, sla_ms: i64, max_reminders: i32) -> Result<Vec<Lead>, StorageError> {
+pub async fn sla_due(
+    db: &Db,
+    now: i64,
+    sla_ms: i64,
+    max_reminders: i32,
+) -> Result<Vec<Lead>, StorageError> {
     Ok(with_db!(db, |c| {
         sqlx::query_as::<_, Lead>(&format!(
             "SELECT {COLUMNS} FROM leads

@@ -49,7 +49,9 @@ pub async fn record(tx: &mut Tx, m: &NewMessage<'_>, now: i64) -> Result<(), Sto
         .bind(m.telegram_message_id)
         .bind(m.author_id)
         .bind(now)
-        .execute(c).await.map(|r| r.rows_affected())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -76,7 +78,9 @@ pub async fn erase(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     with_tx!(tx, |c| {
         sqlx::query("DELETE FROM messages WHERE lead_id = $1")
             .bind(lead_id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -87,7 +91,9 @@ pub async fn link_delivered(db: &Db, outbox_id: i64, message_id: i64) -> Result<
         sqlx::query("UPDATE messages SET telegram_message_id = $1 WHERE outbox_id = $2")
             .bind(message_id)
             .bind(outbox_id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }

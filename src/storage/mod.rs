@@ -134,7 +134,10 @@ impl Db {
 
     /// Answers when the database does (for health checks).
     pub async fn ping(&self) -> Result<(), StorageError> {
-        with_db!(self, |c| sqlx::query("SELECT 1").execute(c).await.map(|r| r.rows_affected()))?;
+        with_db!(self, |c| sqlx::query("SELECT 1")
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -174,7 +177,9 @@ impl Tx {
             )
             .bind(key)
             .bind(value)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
         })?;
         Ok(())
     }

@@ -79,7 +79,12 @@ pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Row>, Storag
 }
 
 /// Records a delivery: the single write that closes the duplicate window.
-pub async fn mark_sent(db: &Db, id: i64, message_id: Option<i64>, now: i64) -> Result<(), StorageError> {
+pub async fn mark_sent(
+    db: &Db,
+    id: i64,
+    message_id: Option<i64>,
+    now: i64,
+) -> Result<(), StorageError> {
     with_db!(db, |c| {
         sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = $2, last_error = NULL
@@ -111,7 +116,9 @@ pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageErr
         sqlx::query("UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2")
             .bind(error)
             .bind(id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -121,7 +128,9 @@ pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageErr
 pub async fn requeue_in_flight(db: &Db) -> Result<u64, StorageError> {
     let r = with_db!(db, |c| {
         sqlx::query("UPDATE outbox SET status = 'pending' WHERE status = 'sending'")
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(r)
 }
@@ -150,10 +159,12 @@ pub async fn count_by_status(db: &Db, status: &str) -> Result<i64, StorageError>
 /// A row by idempotency key.
 pub async fn by_key(db: &Db, key: &str) -> Result<Option<Row>, StorageError> {
     Ok(with_db!(db, |c| {
-        sqlx::query_as::<_, Row>(&format!("SELECT {COLUMNS} FROM outbox WHERE idempotency_key = $1"))
-            .bind(key)
-            .fetch_optional(c)
-            .await
+        sqlx::query_as::<_, Row>(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(c)
+        .await
     })?)
 }
 
@@ -162,13 +173,19 @@ pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), Stor
     with_tx!(tx, |c| {
         sqlx::query("DELETE FROM outbox WHERE lead_id = $1 AND status = 'pending'")
             .bind(lead_id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
 
 /// The lead a delivered message in a chat belongs to (a card or a relayed message).
-pub async fn lead_of_message(db: &Db, chat_id: i64, message_id: i64) -> Result<Option<i64>, StorageError> {
+pub async fn lead_of_message(
+    db: &Db,
+    chat_id: i64,
+    message_id: i64,
+) -> Result<Option<i64>, StorageError> {
     let row: Option<(Option<i64>,)> = with_db!(db, |c| {
         sqlx::query_as(
             "SELECT lead_id FROM outbox WHERE chat_id = $1 AND telegram_message_id = $2 AND lead_id IS NOT NULL

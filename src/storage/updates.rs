@@ -41,7 +41,9 @@ pub async fn store_batch(
             .bind(u.user_id)
             .bind(&u.payload)
             .bind(now)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
         })?;
         new += r;
     }
@@ -61,7 +63,9 @@ pub async fn store_one(db: &Db, update: &IncomingUpdate, now: i64) -> Result<boo
         .bind(update.user_id)
         .bind(&update.payload)
         .bind(now)
-        .execute(c).await.map(|r| r.rows_affected())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
     })?;
     Ok(r == 1)
 }
@@ -72,7 +76,11 @@ pub async fn polling_offset(db: &Db) -> Result<Option<i64>, StorageError> {
 }
 
 /// Updates not yet applied, oldest first; an update that failed too often is left aside.
-pub async fn pending(db: &Db, limit: i64, max_attempts: i32) -> Result<Vec<StoredUpdate>, StorageError> {
+pub async fn pending(
+    db: &Db,
+    limit: i64,
+    max_attempts: i32,
+) -> Result<Vec<StoredUpdate>, StorageError> {
     Ok(with_db!(db, |c| {
         sqlx::query_as::<_, StoredUpdate>(
             "SELECT update_id, user_id, payload, attempts FROM updates
@@ -89,10 +97,12 @@ pub async fn pending(db: &Db, limit: i64, max_attempts: i32) -> Result<Vec<Store
 /// Whether an update is still waiting (inside a transaction, so a concurrent worker's result is seen).
 pub async fn is_pending(tx: &mut super::Tx, update_id: i64) -> Result<bool, StorageError> {
     let row: Option<(i64,)> = with_tx!(tx, |c| {
-        sqlx::query_as("SELECT update_id FROM updates WHERE update_id = $1 AND processed_at IS NULL")
-            .bind(update_id)
-            .fetch_optional(c)
-            .await
+        sqlx::query_as(
+            "SELECT update_id FROM updates WHERE update_id = $1 AND processed_at IS NULL",
+        )
+        .bind(update_id)
+        .fetch_optional(c)
+        .await
     })?;
     Ok(row.is_some())
 }
@@ -109,7 +119,9 @@ pub async fn mark_processed(
             .bind(now)
             .bind(note)
             .bind(update_id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }
@@ -120,7 +132,9 @@ pub async fn record_failure(db: &Db, update_id: i64, error: &str) -> Result<(), 
         sqlx::query("UPDATE updates SET attempts = attempts + 1, error = $1 WHERE update_id = $2")
             .bind(error)
             .bind(update_id)
-            .execute(c).await.map(|r| r.rows_affected())
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
     })?;
     Ok(())
 }

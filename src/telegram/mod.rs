@@ -22,9 +22,9 @@ pub fn client(token: &Secret, api_url: Option<&str>, timeout: Duration) -> Resul
     let bot = Bot::with_client(token.expose(), http);
     match api_url {
         Some(url) => {
-            let parsed = url
-                .parse()
-                .map_err(|_| "TELOXIDE_API_URL: expected a URL such as https://api.telegram.org".to_owned())?;
+            let parsed = url.parse().map_err(|_| {
+                "TELOXIDE_API_URL: expected a URL such as https://api.telegram.org".to_owned()
+            })?;
             Ok(bot.set_api_url(parsed))
         }
         None => Ok(bot),

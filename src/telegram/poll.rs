@@ -79,10 +79,13 @@ impl Poller {
                                 user_id: super::update::user_of(u),
                                 payload,
                             }),
-                            Err(e) => tracing::warn!(update_id = id, error = %e, "update cannot be stored; skipped"),
+                            Err(e) => {
+                                tracing::warn!(update_id = id, error = %e, "update cannot be stored; skipped")
+                            }
                         }
                     }
-                    match updates::store_batch(&self.db, &incoming, next, self.clock.now_ms()).await {
+                    match updates::store_batch(&self.db, &incoming, next, self.clock.now_ms()).await
+                    {
                         Ok(new) => {
                             tracing::debug!(received = batch.len(), new, "updates stored");
                             self.stored.notify_one();

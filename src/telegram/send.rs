@@ -5,8 +5,8 @@ use std::time::Duration;
 use teloxide::ApiError;
 use teloxide::RequestError;
 use teloxide::payloads::{
-    AnswerCallbackQuerySetters, CopyMessageSetters, EditMessageTextSetters,
-    SendDocumentSetters, SendMessageSetters,
+    AnswerCallbackQuerySetters, CopyMessageSetters, EditMessageTextSetters, SendDocumentSetters,
+    SendMessageSetters,
 };
 use teloxide::prelude::Requester;
 use teloxide::types::{
@@ -66,9 +66,9 @@ fn markup(m: &Markup) -> Option<ReplyMarkup> {
         Markup::None => None,
         Markup::Inline { rows } => Some(ReplyMarkup::InlineKeyboard(inline(rows))),
         Markup::RequestContact { label } => Some(ReplyMarkup::Keyboard(
-            KeyboardMarkup::new(vec![vec![KeyboardButton::new(label).request(
-                teloxide::types::ButtonRequest::Contact,
-            )]])
+            KeyboardMarkup::new(vec![vec![
+                KeyboardButton::new(label).request(teloxide::types::ButtonRequest::Contact),
+            ]])
             .resize_keyboard()
             .one_time_keyboard(),
         )),
@@ -108,7 +108,9 @@ pub async fn perform(
                 req = req.reply_markup(rm);
             }
             if let Some(r) = reply_to {
-                req = req.reply_parameters(ReplyParameters::new(MessageId(*r)).allow_sending_without_reply());
+                req = req.reply_parameters(
+                    ReplyParameters::new(MessageId(*r)).allow_sending_without_reply(),
+                );
             }
             if let Some(t) = thread_id {
                 req = req.message_thread_id(ThreadId(MessageId(*t)));
@@ -134,8 +136,13 @@ pub async fn perform(
             .edit_message_reply_markup(chat, MessageId(*message_id))
             .await
             .map(|_| None),
-        Action::AnswerCallback { query_id, text, alert } => {
-            let mut req = bot.answer_callback_query(teloxide::types::CallbackQueryId(query_id.clone()));
+        Action::AnswerCallback {
+            query_id,
+            text,
+            alert,
+        } => {
+            let mut req =
+                bot.answer_callback_query(teloxide::types::CallbackQueryId(query_id.clone()));
             if let Some(t) = text {
                 req = req.text(t.clone());
             }
@@ -152,7 +159,9 @@ pub async fn perform(
         } => {
             let mut req = bot.copy_message(chat, ChatId(*from_chat_id), MessageId(*message_id));
             if let Some(r) = reply_to {
-                req = req.reply_parameters(ReplyParameters::new(MessageId(*r)).allow_sending_without_reply());
+                req = req.reply_parameters(
+                    ReplyParameters::new(MessageId(*r)).allow_sending_without_reply(),
+                );
             }
             if let Some(t) = thread_id {
                 req = req.message_thread_id(ThreadId(MessageId(*t)));

@@ -9,7 +9,7 @@ use crate::dialogue::MediaKind;
 
 /// The user an update concerns, for per-lead ordering.
 pub fn user_of(update: &Update) -> Option<i64> {
-    update.from().map(|u| user_id(u))
+    update.from().map(user_id)
 }
 
 fn user_id(u: &User) -> i64 {
@@ -32,7 +32,9 @@ pub fn to_event(update: &Update) -> Event {
     match &update.kind {
         UpdateKind::Message(m) => message_event(m),
         UpdateKind::EditedMessage(m) => match &m.from {
-            Some(from) if m.chat.is_private() && !from.is_bot => Event::PrivateEdited { from: person(from) },
+            Some(from) if m.chat.is_private() && !from.is_bot => {
+                Event::PrivateEdited { from: person(from) }
+            }
             _ => Event::Ignored("edited message outside a private chat"),
         },
         UpdateKind::CallbackQuery(q) => Event::Callback {
@@ -44,7 +46,10 @@ pub fn to_event(update: &Update) -> Event {
         },
         UpdateKind::MyChatMember(c) if c.chat.is_private() => Event::Membership {
             user_id: user_id(&c.from),
-            blocked: matches!(c.new_chat_member.kind, ChatMemberKind::Banned(_) | ChatMemberKind::Left),
+            blocked: matches!(
+                c.new_chat_member.kind,
+                ChatMemberKind::Banned(_) | ChatMemberKind::Left
+            ),
         },
         UpdateKind::MyChatMember(_) => Event::Ignored("membership change in a group"),
         UpdateKind::Error(_) => Event::Ignored("unknown update type"),
@@ -119,7 +124,10 @@ pub fn parse_text(text: &str) -> Content {
             None => (rest, ""),
         };
         let name = head.split('@').next().unwrap_or(head);
-        if !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Content::Command {
                 name: name.to_ascii_lowercase(),
                 args: args.to_owned(),
@@ -137,9 +145,18 @@ mod tests {
     fn commands_lose_the_bot_suffix_and_keep_args() {
         assert_eq!(
             parse_text("/start@lead_bot vk_ads"),
-            Content::Command { name: "start".into(), args: "vk_ads".into() }
+            Content::Command {
+                name: "start".into(),
+                args: "vk_ads".into()
+            }
         );
-        assert_eq!(parse_text("/HELP"), Content::Command { name: "help".into(), args: String::new() });
+        assert_eq!(
+            parse_text("/HELP"),
+            Content::Command {
+                name: "help".into(),
+                args: String::new()
+            }
+        );
         assert_eq!(parse_text("/ hello"), Content::Text("/ hello".into()));
         assert_eq!(parse_text("hi /start"), Content::Text("hi /start".into()));
     }
