@@ -1,1 +1,6 @@
-fn main() {}
+//! The integration test binary: every integration test module is listed here, so the crate
+//! builds once (`cargo test --test it`).
+
+mod fake_telegram_tests;
+mod prospect;
+mod support;
