@@ -2,9 +2,12 @@
 //! No tokio, sqlx or teloxide here.
 
 pub mod compile;
+mod engine;
 pub mod expr;
 pub mod format;
 pub mod model;
+pub mod texts;
 
 pub use compile::{Compiled, Diagnostic, Severity, compile};
+pub use engine::advance;
 pub use model::*;
