@@ -135,12 +135,12 @@ pub fn try_dialogue(dir: &Path, id: Option<&str>, locale: Option<&str>) -> ExitC
     };
     let stdin = std::io::stdin();
     let echo = !stdin.is_terminal();
-    match crate::terminal::run_try(
+    match crate::terminal::run_try_with(
         script,
         stdin.lock(),
         std::io::stdout().lock(),
-        echo,
         &terminal_alert,
+        echo,
     ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,385 +1,387 @@
-//! `advance()`: the pure heart of leadbot. Given a script, a session and what the prospect did,
-//! it decides everything — validation, hints, score, temperature, the next step — and returns
-//! the new session with the effects the caller must carry out.
+//! `advance()`: one input in, the next session and what to do out. Pure and total.
 
 use super::expr::{Value, Var};
-use super::texts;
+use super::texts::Texts;
 use super::{
     Answer, ChoiceRef, Effect, Fact, Input, InputKind, Keyboard, Outcome, Position, Rejection,
     Reply, ScoreItem, Script, Session, StepId, StepKind, Transition,
 };
 use crate::domain::{Email, LeadName, Phone, Temperature, parse_number};
 
-/// Steps entered in one transition at most; the checker rejects loops without an exit, this
-/// keeps the engine total even for a script that slipped past it.
-const MAX_HOPS: usize = 256;
-/// Telegram's message limit, used for free-text answers.
-const MAX_TEXT: usize = 4096;
+/// The longest message the engine takes as an answer (Telegram's own limit).
+const MAX_ANSWER_CHARS: usize = 4096;
 
-/// Advances a session by one input. Pure and total: never panics.
+/// Moves a session on by one input. Never panics, whatever the input or the session's position.
 pub fn advance(script: &Script, session: &Session, input: Input) -> Transition {
-    let mut s = session.clone();
-    let valid = |id: StepId| id.index() < script.steps.len();
-    match s.position {
-        Position::Waiting(id) | Position::Ended(id) if !valid(id) => {
-            s.position = Position::NotStarted
-        }
-        _ => {}
-    }
-    if !valid(script.start) {
-        return Transition {
-            session: s,
-            effects: Vec::new(),
-            outcome: Outcome::Idle,
-        };
-    }
-    let mut effects = Vec::new();
-    let outcome = match (input, s.position) {
-        (Input::Restart, _) | (Input::Start, Position::NotStarted | Position::Ended(_)) => {
-            s.score = 0;
-            s.breakdown.clear();
-            s.forced_hot = false;
-            let before = s.temperature(&script.thresholds);
-            enter(script, &mut s, script.start, &mut effects, false);
-            turned_hot(script, before, &s, &mut effects);
-            Outcome::Accepted
-        }
+    let mut run = Run {
+        script,
+        texts: Texts::for_locale(&script.locale),
+        session: session.clone(),
+        effects: Vec::new(),
+        was_hot: session.temperature(&script.thresholds) == Temperature::Hot,
+        remove_keyboard: false,
+    };
+    let position = run.valid_position();
+    let outcome = match (input, position) {
         (Input::Start, Position::Waiting(id)) => {
-            ask(script, id, &mut effects);
+            run.ask(id);
             Outcome::Accepted
         }
-        (input, Position::Waiting(id)) => {
-            let before = s.temperature(&script.thresholds);
-            let outcome = answer(script, &mut s, id, input, &mut effects);
-            turned_hot(script, before, &s, &mut effects);
-            outcome
+        (Input::Start, _) => {
+            run.enter(script.start);
+            Outcome::Accepted
         }
-        (_, Position::NotStarted | Position::Ended(_)) => Outcome::Idle,
+        (Input::Restart, _) => {
+            run.session.score = 0;
+            run.session.breakdown.clear();
+            run.session.forced_hot = false;
+            run.was_hot = false;
+            run.enter(script.start);
+            Outcome::Accepted
+        }
+        (input, Position::Waiting(id)) => run.answer(id, input),
+        (_, _) => Outcome::Idle,
     };
     Transition {
-        session: s,
-        effects,
+        session: run.session,
+        effects: run.effects,
         outcome,
     }
 }
 
-fn turned_hot(script: &Script, before: Temperature, s: &Session, effects: &mut Vec<Effect>) {
-    if before != Temperature::Hot && s.temperature(&script.thresholds) == Temperature::Hot {
-        // Keep TurnedHot before Ended so callers see the lead hot when the dialogue closes.
-        let at = effects
-            .iter()
-            .position(|e| matches!(e, Effect::Ended(_)))
-            .unwrap_or(effects.len());
-        effects.insert(at, Effect::TurnedHot);
-    }
+struct Run<'a> {
+    script: &'a Script,
+    texts: &'static Texts,
+    session: Session,
+    effects: Vec<Effect>,
+    was_hot: bool,
+    /// A "share my number" keyboard is showing and the next message should take it away.
+    remove_keyboard: bool,
 }
 
-/// Sends the question of a waiting step.
-fn ask(script: &Script, id: StepId, effects: &mut Vec<Effect>) {
-    match &script.step(id).kind {
-        StepKind::Choice { text, choices, .. } => {
-            let buttons = choices
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    u8::try_from(i)
-                        .ok()
-                        .map(|index| (c.label.clone(), ChoiceRef { step: id, index }))
-                })
-                .collect();
-            effects.push(Effect::Send(Reply {
-                text: text.clone(),
-                keyboard: Keyboard::Choices(buttons),
-            }));
+impl Run<'_> {
+    /// The session's position, or `NotStarted` when it does not fit this script (a stored session
+    /// from elsewhere must not make the engine index out of range).
+    fn valid_position(&mut self) -> Position {
+        let steps = &self.script.steps;
+        let fits = match self.session.position {
+            Position::NotStarted => true,
+            Position::Ended(id) => id.index() < steps.len(),
+            Position::Waiting(id) => steps.get(id.index()).is_some_and(|s| {
+                matches!(s.kind, StepKind::Choice { .. } | StepKind::Input { .. })
+            }),
+        };
+        if !fits {
+            self.session.position = Position::NotStarted;
         }
-        StepKind::Input { text, kind, .. } => {
-            let keyboard = match kind {
-                InputKind::Phone | InputKind::Contact => Keyboard::RequestContact {
-                    label: texts::share_phone(&script.locale).to_owned(),
-                },
-                _ => Keyboard::None,
-            };
-            effects.push(Effect::Send(Reply {
-                text: text.clone(),
-                keyboard,
-            }));
-        }
-        StepKind::Say { text, .. } => effects.push(Effect::Send(Reply {
-            text: text.clone(),
-            keyboard: Keyboard::None,
-        })),
-        StepKind::End { text: Some(text) } => effects.push(Effect::Send(Reply {
-            text: text.clone(),
-            keyboard: Keyboard::None,
-        })),
-        StepKind::End { text: None } | StepKind::Branch { .. } => {}
+        self.session.position
     }
-}
 
-/// Enters a step and runs on through says and branches until a question or an end.
-fn enter(
-    script: &Script,
-    s: &mut Session,
-    mut id: StepId,
-    effects: &mut Vec<Effect>,
-    mut remove_keyboard: bool,
-) {
-    for _ in 0..MAX_HOPS {
-        effects.push(Effect::Entered(id));
-        match &script.step(id).kind {
-            StepKind::Say { text, set, next } => {
-                let keyboard = if std::mem::take(&mut remove_keyboard) {
+    fn send(&mut self, text: String, keyboard: Keyboard) {
+        let keyboard = if self.remove_keyboard {
+            match keyboard {
+                Keyboard::None => {
+                    self.remove_keyboard = false;
                     Keyboard::Remove
-                } else {
-                    Keyboard::None
-                };
-                effects.push(Effect::Send(Reply {
-                    text: text.clone(),
-                    keyboard,
-                }));
-                apply_set(s, set, effects);
-                id = *next;
-            }
-            StepKind::End { text } => {
-                if let Some(text) = text {
-                    let keyboard = if std::mem::take(&mut remove_keyboard) {
-                        Keyboard::Remove
-                    } else {
-                        Keyboard::None
-                    };
-                    effects.push(Effect::Send(Reply {
-                        text: text.clone(),
-                        keyboard,
-                    }));
                 }
-                s.position = Position::Ended(id);
-                effects.push(Effect::Ended(id));
-                return;
-            }
-            StepKind::Choice { .. } | StepKind::Input { .. } => {
-                if remove_keyboard {
-                    // An inline keyboard cannot also remove the reply keyboard; say thanks with it.
-                    let thanks = if texts::is_ru(&script.locale) {
-                        "Спасибо!"
-                    } else {
-                        "Thank you!"
-                    };
-                    effects.push(Effect::Send(Reply {
-                        text: thanks.to_owned(),
+                Keyboard::Choices(_) => {
+                    // Inline buttons and a keyboard removal cannot share one message.
+                    self.remove_keyboard = false;
+                    self.effects.push(Effect::Send(Reply {
+                        text: self.texts.phone_saved.to_owned(),
                         keyboard: Keyboard::Remove,
                     }));
+                    keyboard
                 }
-                ask(script, id, effects);
-                s.position = Position::Waiting(id);
-                return;
+                other => {
+                    self.remove_keyboard = false;
+                    other
+                }
             }
-            StepKind::Branch { rules } => {
-                let lookup = |v: &Var| lookup(script, s, v);
-                let next = rules
+        } else {
+            keyboard
+        };
+        self.effects.push(Effect::Send(Reply { text, keyboard }));
+    }
+
+    /// The question of a waiting step and its keyboard.
+    fn question(&self, id: StepId) -> Option<(String, Keyboard)> {
+        match &self.script.steps.get(id.index())?.kind {
+            StepKind::Choice { text, choices, .. } => {
+                let buttons = choices
                     .iter()
-                    .find(|r| r.condition.as_ref().is_none_or(|c| c.eval(&lookup)))
-                    .map(|r| r.next);
-                match next {
-                    Some(next) => id = next,
-                    None => {
-                        s.position = Position::Ended(id);
-                        effects.push(Effect::Ended(id));
-                        return;
-                    }
-                }
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        let index = u8::try_from(i).ok()?;
+                        Some((c.label.clone(), ChoiceRef { step: id, index }))
+                    })
+                    .collect();
+                Some((text.clone(), Keyboard::Choices(buttons)))
             }
-        }
-    }
-    s.position = Position::Ended(id);
-    effects.push(Effect::Ended(id));
-}
-
-fn lookup(script: &Script, s: &Session, v: &Var) -> Value {
-    match v {
-        Var::Score => Value::Number(f64::from(s.score)),
-        Var::Temperature => Value::Text(s.temperature(&script.thresholds).as_str().to_owned()),
-        Var::Answer(key) => match s.answers.get(key) {
-            Some(Answer {
-                number: Some(n), ..
-            }) => Value::Number(*n),
-            Some(a) => Value::Text(a.value.clone()),
-            None => Value::Missing,
-        },
-        Var::Fact(key) => match s.facts.get(key) {
-            Some(Fact::Bool(b)) => Value::Bool(*b),
-            Some(Fact::Int(i)) => Value::Number(*i as f64),
-            Some(Fact::Text(t)) => Value::Text(t.clone()),
-            None => Value::Missing,
-        },
-    }
-}
-
-fn apply_set(s: &mut Session, set: &[(String, Fact)], effects: &mut Vec<Effect>) {
-    for (key, value) in set {
-        s.facts.insert(key.clone(), value.clone());
-        effects.push(Effect::Set {
-            key: key.clone(),
-            value: value.clone(),
-        });
-    }
-}
-
-fn reject(script: &Script, id: StepId, why: Rejection, effects: &mut Vec<Effect>) -> Outcome {
-    effects.push(Effect::Send(Reply {
-        text: texts::hint(&script.locale, &why),
-        keyboard: Keyboard::None,
-    }));
-    ask(script, id, effects);
-    Outcome::Rejected(why)
-}
-
-fn answer(
-    script: &Script,
-    s: &mut Session,
-    id: StepId,
-    input: Input,
-    effects: &mut Vec<Effect>,
-) -> Outcome {
-    let step = script.step(id);
-    match &step.kind {
-        StepKind::Choice {
-            text,
-            save,
-            choices,
-        } => {
-            let index = match input {
-                Input::Choice { step, index }
-                    if step == id && usize::from(index) < choices.len() =>
-                {
-                    usize::from(index)
-                }
-                Input::Choice { .. } => return reject(script, id, Rejection::StaleButton, effects),
-                Input::Text(t) if t.chars().count() > MAX_TEXT => {
-                    return reject(script, id, Rejection::TooLong, effects);
-                }
-                Input::Text(t) => {
-                    let typed = t.trim().to_lowercase();
-                    match choices
-                        .iter()
-                        .position(|c| c.label.trim().to_lowercase() == typed)
-                    {
-                        Some(i) => i,
-                        None => return reject(script, id, Rejection::NotAChoice, effects),
-                    }
-                }
-                Input::Media(kind) => {
-                    return reject(script, id, Rejection::Unsupported(kind), effects);
-                }
-                Input::Contact { .. } | Input::Start | Input::Restart => {
-                    return reject(script, id, Rejection::NotAChoice, effects);
-                }
-            };
-            let choice = &choices[index];
-            let answer = Answer {
-                step: step.name.clone(),
-                question: text.clone(),
-                value: choice.label.clone(),
-                number: None,
-            };
-            s.answers.insert(save.clone(), answer.clone());
-            effects.push(Effect::Answered {
-                key: save.clone(),
-                answer,
-            });
-            if choice.score != 0 || choice.hot {
-                s.add_score(ScoreItem {
-                    step: step.name.clone(),
-                    answer: choice.label.clone(),
-                    points: choice.score,
-                    hot: choice.hot,
-                });
-            }
-            apply_set(s, &choice.set, effects);
-            enter(script, s, choice.next, effects, false);
-            Outcome::Accepted
-        }
-        StepKind::Input {
-            text,
-            kind,
-            save,
-            score,
-            set,
-            next,
-        } => {
-            let parsed = match input {
-                Input::Text(t) if t.chars().count() > MAX_TEXT => Err(Rejection::TooLong),
-                Input::Text(t) => parse_input(*kind, &t),
-                Input::Contact { phone, own } => match kind {
-                    InputKind::Phone | InputKind::Contact if !own => Err(Rejection::ForeignContact),
-                    InputKind::Phone | InputKind::Contact => parse_input(*kind, &phone),
-                    _ => Err(Rejection::EmptyText),
-                },
-                Input::Media(k) => Err(Rejection::Unsupported(k)),
-                Input::Choice { .. } => Err(Rejection::StaleButton),
-                Input::Start | Input::Restart => Err(Rejection::EmptyText),
-            };
-            let (value, number) = match parsed {
-                Ok(v) => v,
-                Err(why) => return reject(script, id, why, effects),
-            };
-            let answer = Answer {
-                step: step.name.clone(),
-                question: text.clone(),
-                value,
-                number,
-            };
-            s.answers.insert(save.clone(), answer.clone());
-            effects.push(Effect::Answered {
-                key: save.clone(),
-                answer,
-            });
-            if *score != 0 {
-                let given = if texts::is_ru(&script.locale) {
-                    "указан"
-                } else {
-                    "provided"
+            StepKind::Input { text, kind, .. } => {
+                let keyboard = match kind {
+                    InputKind::Phone | InputKind::Contact => Keyboard::RequestContact {
+                        label: self.texts.share_number.to_owned(),
+                    },
+                    _ => Keyboard::None,
                 };
-                s.add_score(ScoreItem {
-                    step: step.name.clone(),
-                    answer: given.to_owned(),
-                    points: *score,
-                    hot: false,
-                });
+                Some((text.clone(), keyboard))
             }
-            apply_set(s, set, effects);
-            let remove = matches!(kind, InputKind::Phone | InputKind::Contact);
-            enter(script, s, *next, effects, remove);
-            Outcome::Accepted
+            _ => None,
         }
-        // Only choice and input steps wait; anything else means the session is inconsistent.
-        _ => {
-            enter(script, s, id, effects, false);
-            Outcome::Accepted
+    }
+
+    /// Sends the question of a waiting step (again).
+    fn ask(&mut self, id: StepId) {
+        if let Some((text, keyboard)) = self.question(id) {
+            self.send(text, keyboard);
+        }
+    }
+
+    /// Enters `id` and runs on through say and branch steps until a question or the end.
+    fn enter(&mut self, mut id: StepId) {
+        // The checker refuses loops that ask nothing; the cap keeps an unchecked script finite.
+        let cap = self.script.steps.len().saturating_add(1);
+        for _ in 0..cap {
+            let Some(step) = self.script.steps.get(id.index()) else {
+                break;
+            };
+            self.effects.push(Effect::Entered(id));
+            match &step.kind {
+                StepKind::Say { text, set, next } => {
+                    self.send(text.clone(), Keyboard::None);
+                    self.apply_set(set);
+                    id = *next;
+                }
+                StepKind::Branch { rules } => {
+                    let chosen = rules
+                        .iter()
+                        .find(|r| {
+                            r.condition
+                                .as_ref()
+                                .is_none_or(|c| c.eval(&|v| self.lookup(v)))
+                        })
+                        .map(|r| r.next);
+                    match chosen {
+                        Some(next) => id = next,
+                        None => return self.end(id),
+                    }
+                }
+                StepKind::End { text } => {
+                    if let Some(text) = text {
+                        self.send(text.clone(), Keyboard::None);
+                    }
+                    return self.end(id);
+                }
+                StepKind::Choice { .. } | StepKind::Input { .. } => {
+                    self.ask(id);
+                    self.session.position = Position::Waiting(id);
+                    return;
+                }
+            }
+        }
+        self.end(id);
+    }
+
+    fn end(&mut self, id: StepId) {
+        let id = if id.index() < self.script.steps.len() {
+            id
+        } else {
+            self.script.start
+        };
+        self.effects.push(Effect::Ended(id));
+        self.session.position = Position::Ended(id);
+    }
+
+    fn apply_set(&mut self, set: &[(String, Fact)]) {
+        for (key, value) in set {
+            self.session.facts.insert(key.clone(), value.clone());
+            self.effects.push(Effect::Set {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+
+    fn lookup(&self, var: &Var) -> Value {
+        match var {
+            Var::Score => Value::Number(f64::from(self.session.score)),
+            Var::Temperature => Value::Text(
+                self.session
+                    .temperature(&self.script.thresholds)
+                    .as_str()
+                    .to_owned(),
+            ),
+            Var::Answer(key) => match self.session.answers.get(key) {
+                Some(Answer {
+                    number: Some(n), ..
+                }) => Value::Number(*n),
+                Some(answer) => Value::Text(answer.value.clone()),
+                None => Value::Missing,
+            },
+            Var::Fact(key) => match self.session.facts.get(key) {
+                Some(Fact::Bool(b)) => Value::Bool(*b),
+                Some(Fact::Int(i)) => Value::Number(*i as f64),
+                Some(Fact::Text(t)) => Value::Text(t.clone()),
+                None => Value::Missing,
+            },
+        }
+    }
+
+    /// Takes an answer to the waiting step `id`.
+    fn answer(&mut self, id: StepId, input: Input) -> Outcome {
+        let script = self.script;
+        let step = &script.steps[id.index()];
+        let result = match &step.kind {
+            StepKind::Choice { choices, .. } => match input {
+                Input::Choice { step, index } if step == id => choices
+                    .get(usize::from(index))
+                    .map(|c| (c.label.clone(), None, c.score, c.hot, c.set.clone(), c.next))
+                    .ok_or(Rejection::StaleButton),
+                Input::Choice { .. } => Err(Rejection::StaleButton),
+                Input::Text(text) if text.chars().count() > MAX_ANSWER_CHARS => {
+                    Err(Rejection::TooLong)
+                }
+                Input::Text(text) => {
+                    let typed = text.trim().to_lowercase();
+                    choices
+                        .iter()
+                        .find(|c| c.label.to_lowercase() == typed)
+                        .map(|c| (c.label.clone(), None, c.score, c.hot, c.set.clone(), c.next))
+                        .ok_or(Rejection::NotAChoice)
+                }
+                Input::Contact { .. } => Err(Rejection::NotAChoice),
+                Input::Media(kind) => Err(Rejection::Unsupported(kind)),
+                Input::Start | Input::Restart => Err(Rejection::NotAChoice),
+            },
+            StepKind::Input {
+                kind,
+                score,
+                set,
+                next,
+                ..
+            } => validate(*kind, input)
+                .map(|(value, number)| (value, number, *score, false, set.clone(), *next)),
+            _ => return Outcome::Idle,
+        };
+        match result {
+            Ok((value, number, points, hot, set, next)) => {
+                self.accept(id, value, number, points, hot, &set);
+                if matches!(
+                    step.kind,
+                    StepKind::Input {
+                        kind: InputKind::Phone | InputKind::Contact,
+                        ..
+                    }
+                ) {
+                    self.remove_keyboard = true;
+                }
+                self.enter(next);
+                Outcome::Accepted
+            }
+            Err(rejection) => {
+                self.reject(id, &rejection);
+                Outcome::Rejected(rejection)
+            }
+        }
+    }
+
+    fn accept(
+        &mut self,
+        id: StepId,
+        value: String,
+        number: Option<f64>,
+        points: i32,
+        hot: bool,
+        set: &[(String, Fact)],
+    ) {
+        let script = self.script;
+        let step = &script.steps[id.index()];
+        let (key, question) = match &step.kind {
+            StepKind::Choice { save, text, .. } | StepKind::Input { save, text, .. } => {
+                (save.clone(), text.clone())
+            }
+            _ => (step.name.clone(), String::new()),
+        };
+        let answer = Answer {
+            step: step.name.clone(),
+            question,
+            value: value.clone(),
+            number,
+        };
+        self.session.answers.insert(key.clone(), answer.clone());
+        self.effects.push(Effect::Answered { key, answer });
+        if points != 0 || hot {
+            self.session.add_score(ScoreItem {
+                step: step.name.clone(),
+                answer: value,
+                points,
+                hot,
+            });
+        }
+        self.apply_set(set);
+        let hot_now = self.session.temperature(&self.script.thresholds) == Temperature::Hot;
+        if hot_now && !self.was_hot {
+            self.was_hot = true;
+            self.effects.push(Effect::TurnedHot);
+        }
+    }
+
+    /// Explains why an input was refused and asks the same question again.
+    fn reject(&mut self, id: StepId, rejection: &Rejection) {
+        let hint = self.texts.hint(rejection);
+        let Some((question, keyboard)) = self.question(id) else {
+            return;
+        };
+        let together = format!("{hint}\n\n{question}");
+        if together.chars().count() <= MAX_ANSWER_CHARS {
+            self.send(together, keyboard);
+        } else {
+            self.send(hint, Keyboard::None);
+            self.send(question, keyboard);
         }
     }
 }
 
-fn parse_input(kind: InputKind, text: &str) -> Result<(String, Option<f64>), Rejection> {
-    match kind {
-        InputKind::Text => {
-            let t = text.trim();
-            if t.is_empty() {
-                Err(Rejection::EmptyText)
-            } else {
-                Ok((t.to_owned(), None))
+/// Checks typed or shared input against an input kind; the value as shown and the number.
+fn validate(kind: InputKind, input: Input) -> Result<(String, Option<f64>), Rejection> {
+    match input {
+        Input::Text(text) if text.chars().count() > MAX_ANSWER_CHARS => Err(Rejection::TooLong),
+        Input::Text(text) => match kind {
+            InputKind::Text => {
+                let trimmed = text.trim();
+                if trimmed.is_empty() {
+                    Err(Rejection::EmptyText)
+                } else {
+                    Ok((trimmed.to_owned(), None))
+                }
             }
-        }
-        InputKind::Name => LeadName::parse(text)
-            .map(|n| (n.as_str().to_owned(), None))
-            .map_err(|_| Rejection::InvalidName),
-        InputKind::Phone | InputKind::Contact => Phone::parse(text)
-            .map(|p| (p.as_str().to_owned(), None))
-            .map_err(|_| Rejection::InvalidPhone),
-        InputKind::Email => Email::parse(text)
-            .map(|e| (e.as_str().to_owned(), None))
-            .map_err(|_| Rejection::InvalidEmail),
-        InputKind::Number => parse_number(text)
-            .map(|n| (text.trim().to_owned(), Some(n)))
-            .map_err(|_| Rejection::InvalidNumber),
+            InputKind::Name => LeadName::parse(&text)
+                .map(|n| (n.as_str().to_owned(), None))
+                .map_err(|_| Rejection::InvalidName),
+            InputKind::Phone | InputKind::Contact => Phone::parse(&text)
+                .map(|p| (p.as_str().to_owned(), None))
+                .map_err(|_| Rejection::InvalidPhone),
+            InputKind::Email => Email::parse(&text)
+                .map(|e| (e.as_str().to_owned(), None))
+                .map_err(|_| Rejection::InvalidEmail),
+            InputKind::Number => parse_number(&text)
+                .map(|n| (n.to_string(), Some(n)))
+                .map_err(|_| Rejection::InvalidNumber),
+        },
+        Input::Contact { phone, own } => match kind {
+            InputKind::Phone | InputKind::Contact if !own => Err(Rejection::ForeignContact),
+            InputKind::Phone | InputKind::Contact => Phone::parse(&phone)
+                .map(|p| (p.as_str().to_owned(), None))
+                .map_err(|_| Rejection::InvalidPhone),
+            _ => Err(Rejection::Unsupported(super::MediaKind::Other)),
+        },
+        Input::Choice { .. } => Err(Rejection::StaleButton),
+        Input::Media(media) => Err(Rejection::Unsupported(media)),
+        Input::Start | Input::Restart => Err(Rejection::EmptyText),
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

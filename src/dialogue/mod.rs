@@ -21,4 +21,5 @@ pub mod texts;
 pub use catalog::{Catalog, Entry, Report};
 pub use compile::{Compiled, Diagnostic, Severity, compile};
 pub use engine::advance;
+pub use graph::mermaid;
 pub use model::*;

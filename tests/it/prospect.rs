@@ -13,9 +13,16 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn bot_says(app: &TestApp, chat: i64, needle: &str) -> StoredMessage {
     let needle = needle.to_owned();
     app.fake
-        .wait_for_message(chat, WAIT, |m| m.from_bot && m.text.as_deref().is_some_and(|t| t.contains(&needle)))
+        .wait_for_message(chat, WAIT, |m| {
+            m.from_bot && m.text.as_deref().is_some_and(|t| t.contains(&needle))
+        })
         .await
-        .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e:?}\n{}", app.fake.transcript(chat)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "waiting for {needle:?}: {e:?}\n{}",
+                app.fake.transcript(chat)
+            )
+        })
 }
 
 /// Waits until the bot has sent exactly `n` messages with `needle` in a chat (and none more).
@@ -35,7 +42,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -64,13 +74,15 @@ async fn up_to_need(app: &TestApp, user: &User) {
 
 async fn finish_hot(app: &TestApp, user: &User) {
     let need = last_with_buttons(app, user.id);
-    app.fake.push(user.presses_button(&need, "Готов купить, нужен счёт"));
+    app.fake
+        .push(user.presses_button(&need, "Готов купить, нужен счёт"));
     bot_says(app, user.id, "Когда планируете").await;
     let timing = last_with_buttons(app, user.id);
     app.fake.push(user.presses_button(&timing, "В этом месяце"));
     bot_says(app, user.id, "спецпредложения").await;
     let offers = last_with_buttons(app, user.id);
-    app.fake.push(user.presses_button(&offers, "Да, присылайте"));
+    app.fake
+        .push(user.presses_button(&offers, "Да, присылайте"));
     bot_says(app, user.id, "Менеджер свяжется").await;
 }
 

@@ -56,7 +56,11 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("leadbot.db").display());
-                TestDb { url, _dir: Some(dir), pg: None }
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
             }
             Backend::Postgres(admin) => {
                 let name = format!(
@@ -64,11 +68,23 @@ impl TestDb {
                     std::process::id(),
                     NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
                 ) + &format!("_{}", chrono::Utc::now().timestamp_micros());
-                let pool = sqlx::PgPool::connect(admin).await.expect("connect to LEADBOT_TEST_POSTGRES");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+                let pool = sqlx::PgPool::connect(admin)
+                    .await
+                    .expect("connect to LEADBOT_TEST_POSTGRES");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&pool)
+                    .await
+                    .expect("create database");
                 pool.close().await;
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_else(|| admin.clone());
-                TestDb { url: format!("{base}/{name}"), _dir: None, pg: Some((admin.clone(), name)) }
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .unwrap_or_else(|| admin.clone());
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                    pg: Some((admin.clone(), name)),
+                }
             }
         }
     }
@@ -81,13 +97,17 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.pg.take() {
             // Drop runs outside async context; use a short-lived runtime on its own thread.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&pool)
-                                .await;
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&pool)
+                            .await;
                             pool.close().await;
                         }
                     });
@@ -145,7 +165,14 @@ impl TestApp {
         let db = Db::connect(&test_db.url).await.expect("test database");
         db.migrate().await.expect("migrations");
         let clock = ManualClock::new(1_790_000_000_000);
-        let mut app = TestApp { fake, db, clock, settings, test_db, running: None };
+        let mut app = TestApp {
+            fake,
+            db,
+            clock,
+            settings,
+            test_db,
+            running: None,
+        };
         app.start().await;
         app
     }
@@ -162,9 +189,13 @@ impl TestApp {
     /// Starts (or restarts) the bot process.
     pub async fn start(&mut self) {
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(app::run(self.settings.clone(), self.options(), async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(app::run(
+            self.settings.clone(),
+            self.options(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         self.running = Some((tx, handle));
     }
 

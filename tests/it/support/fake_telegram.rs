@@ -67,7 +67,11 @@ pub struct WaitTimedOut {
 
 impl fmt::Display for WaitTimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "timed out after {:?} waiting for {}", self.waited, self.what)?;
+        writeln!(
+            f,
+            "timed out after {:?} waiting for {}",
+            self.waited, self.what
+        )?;
         writeln!(f, "last requests the fake saw:")?;
         for line in &self.recent_requests {
             writeln!(f, "  {line}")?;
@@ -116,7 +120,11 @@ impl FakeTelegram {
 
     /// A teloxide bot with [`TOKEN`], pointed at this fake, with teloxide's default client.
     pub fn bot(&self) -> teloxide::Bot {
-        teloxide::Bot::new(TOKEN).set_api_url(self.api_url().parse().expect("an http URL built from a socket address parses"))
+        teloxide::Bot::new(TOKEN).set_api_url(
+            self.api_url()
+                .parse()
+                .expect("an http URL built from a socket address parses"),
+        )
     }
 
     /// A teloxide bot whose HTTP client gives up after `timeout` (for hang and close tests).
@@ -125,7 +133,11 @@ impl FakeTelegram {
             .timeout(timeout)
             .build()
             .expect("building a reqwest client with a timeout");
-        teloxide::Bot::with_client(TOKEN, client).set_api_url(self.api_url().parse().expect("an http URL built from a socket address parses"))
+        teloxide::Bot::with_client(TOKEN, client).set_api_url(
+            self.api_url()
+                .parse()
+                .expect("an http URL built from a socket address parses"),
+        )
     }
 
     /// The bot's user id, as `getMe` reports it.

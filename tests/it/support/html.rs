@@ -370,7 +370,10 @@ mod tests {
     #[test]
     fn mismatched_end_tag_is_rejected() {
         let err = parse("<b><i>x</b></i>").expect_err("wrong nesting");
-        assert!(err.starts_with("Unmatched end tag at byte offset 7"), "{err}");
+        assert!(
+            err.starts_with("Unmatched end tag at byte offset 7"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -453,7 +453,11 @@ mod tests {
 
     #[test]
     fn user_settings_show_in_the_message_sender() {
-        let update = User::new(7).lang("ru").first_name("Иван").username("").text("hi");
+        let update = User::new(7)
+            .lang("ru")
+            .first_name("Иван")
+            .username("")
+            .text("hi");
         let from = &update.body()["from"];
         assert_eq!(from["language_code"], "ru");
         assert_eq!(from["first_name"], "Иван");

@@ -298,8 +298,7 @@ impl State {
             json!([{"file_id": file.file_id, "file_unique_id": format!("U{}", file.file_id),
                     "width": 1280, "height": 720, "file_size": size}])
         } else {
-            let mut doc =
-                json!({"file_id": file.file_id, "file_unique_id": format!("U{}", file.file_id),
+            let mut doc = json!({"file_id": file.file_id, "file_unique_id": format!("U{}", file.file_id),
                        "file_size": size});
             if let Some(name) = &file.file_name {
                 doc["file_name"] = json!(name);
@@ -343,7 +342,9 @@ impl State {
         let reference = value.and_then(Value::as_str).unwrap_or_default();
         let upload = match reference.strip_prefix("attach://") {
             Some(name) => files.get(name),
-            None => files.get(field).filter(|_| reference == format!("attach://{field}")),
+            None => files
+                .get(field)
+                .filter(|_| reference == format!("attach://{field}")),
         };
         if let Some(upload) = upload {
             if upload.bytes.is_empty() {
@@ -439,7 +440,9 @@ impl State {
         if name.is_empty() || name.chars().count() > 128 {
             return Err(Reply::bad("Bad Request: TOPIC_TITLE_EMPTY"));
         }
-        const COLORS: [i64; 6] = [7_322_096, 16_766_590, 13_338_331, 9_367_192, 16_749_490, 16_478_047];
+        const COLORS: [i64; 6] = [
+            7_322_096, 16_766_590, 13_338_331, 9_367_192, 16_749_490, 16_478_047,
+        ];
         let color = p
             .get("icon_color")
             .and_then(Value::as_i64)
@@ -454,7 +457,9 @@ impl State {
         ));
         let stored = self.store(message);
         let thread = stored["message_id"].as_i64().unwrap_or_default();
-        self.chat_mut(chat_id).topics.push((thread, name.to_owned()));
+        self.chat_mut(chat_id)
+            .topics
+            .push((thread, name.to_owned()));
         Ok(json!({"message_thread_id": thread, "name": name, "icon_color": color}))
     }
 
@@ -480,7 +485,9 @@ impl State {
         // Plain http is accepted (Telegram insists on https) so a test can point the
         // webhook at the bot's endpoint on 127.0.0.1.
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(Reply::bad("Bad Request: bad webhook: An HTTPS URL must be provided for webhook"));
+            return Err(Reply::bad(
+                "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+            ));
         }
         self.webhook = Some(Value::Object(p.clone()));
         Ok(json!(true))
@@ -514,10 +521,7 @@ impl State {
             .and_then(|s| s.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("default");
-        let language = p
-            .get("language_code")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let language = p.get("language_code").and_then(Value::as_str).unwrap_or("");
         self.commands
             .insert(format!("{scope}/{language}"), Value::Array(commands));
         Ok(json!(true))
@@ -568,10 +572,7 @@ impl State {
         let Some(reply) = p.get("reply_parameters") else {
             return Ok(None);
         };
-        let target_chat = reply
-            .get("chat_id")
-            .and_then(as_chat_id)
-            .unwrap_or(chat_id);
+        let target_chat = reply.get("chat_id").and_then(as_chat_id).unwrap_or(chat_id);
         let message_id = reply.get("message_id").and_then(Value::as_i64);
         let exists = message_id
             .and_then(|id| self.message(target_chat, id))
@@ -720,13 +721,19 @@ fn validate_markup(markup: Option<&Value>) -> Result<(Option<Value>, Option<Valu
         let rows = rows
             .as_array()
             .ok_or_else(|| Reply::bad("Bad Request: field \"inline_keyboard\" must be an Array"))?;
-        for button in rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()) {
+        for button in rows
+            .iter()
+            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+        {
             validate_inline_button(&button)?;
         }
         return Ok((Some(markup.clone()), None));
     }
     if let Some(rows) = markup.get("keyboard").and_then(Value::as_array) {
-        for button in rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()) {
+        for button in rows
+            .iter()
+            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+        {
             let text = button
                 .as_str()
                 .or_else(|| button.get("text").and_then(Value::as_str))
@@ -752,7 +759,10 @@ fn validate_inline_button(button: &Value) -> Result<(), Reply> {
         "callback_game",
         "pay",
     ];
-    let text = button.get("text").and_then(Value::as_str).unwrap_or_default();
+    let text = button
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if text.trim().is_empty() {
         return Err(Reply::bad(
             "Bad Request: can't parse inline keyboard button: Text must be non-empty",

@@ -189,10 +189,17 @@ pub(super) async fn handle(
     };
     let (params, files) = match read_params(request, spec).await {
         Ok(read) => read,
-        Err(description) => return answer(&shared, &spec.name, Value::Null, Reply::bad(description)),
+        Err(description) => {
+            return answer(&shared, &spec.name, Value::Null, Reply::bad(description));
+        }
     };
     if let Err(description) = spec.validate(&params) {
-        return answer(&shared, &spec.name, Value::Object(params), Reply::bad(description));
+        return answer(
+            &shared,
+            &spec.name,
+            Value::Object(params),
+            Reply::bad(description),
+        );
     }
     let reply = if spec.name == "getUpdates" {
         get_updates(&shared, &params).await
@@ -201,13 +208,25 @@ pub(super) async fn handle(
     };
     match reply {
         Reply::Hang => {
-            record(&shared, &spec.name, Value::Object(params), None, Value::Null);
+            record(
+                &shared,
+                &spec.name,
+                Value::Object(params),
+                None,
+                Value::Null,
+            );
             let mut shutdown = shared.shutdown.subscribe();
             let _ = shutdown.wait_for(|&stopped| stopped).await;
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
         Reply::Close => {
-            record(&shared, &spec.name, Value::Object(params), None, Value::Null);
+            record(
+                &shared,
+                &spec.name,
+                Value::Object(params),
+                None,
+                Value::Null,
+            );
             connection.kill();
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
@@ -338,7 +357,8 @@ async fn read_params(
 
 /// Decodes an urlencoded body with the same parser `Query` uses, via a synthetic URI.
 fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "Bad Request: body is not UTF-8".to_owned())?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| "Bad Request: body is not UTF-8".to_owned())?;
     let uri: axum::http::Uri = format!("/?{text}")
         .parse()
         .map_err(|_| "Bad Request: can't parse form body".to_owned())?;
@@ -347,8 +367,7 @@ fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, String> 
         .map_err(|e| format!("Bad Request: can't parse form body: {e}"))
 }
 
-const CONFLICT_POLL: &str =
-    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+const CONFLICT_POLL: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
 const CONFLICT_WEBHOOK: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
 
 /// Long polling as Telegram does it: confirm by offset, then wait until an update arrives,
@@ -436,7 +455,8 @@ impl State {
     /// Up to `limit` updates the bot asked for; updates of types it did not ask for are
     /// dropped, as Telegram never delivers them.
     fn deliverable(&mut self, limit: usize) -> Vec<Value> {
-        const NOT_BY_DEFAULT: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
+        const NOT_BY_DEFAULT: [&str; 3] =
+            ["chat_member", "message_reaction", "message_reaction_count"];
         let allowed = &self.allowed_updates;
         self.updates.retain(|u| {
             if allowed.is_empty() {

@@ -110,7 +110,11 @@ impl StoredMessage {
 
     /// `callback_data` of the inline button labelled `label`.
     pub fn callback_data(&self, label: &str) -> Option<String> {
-        let rows = self.reply_markup.as_ref()?.get("inline_keyboard")?.as_array()?;
+        let rows = self
+            .reply_markup
+            .as_ref()?
+            .get("inline_keyboard")?
+            .as_array()?;
         rows.iter()
             .filter_map(Value::as_array)
             .flatten()
@@ -125,7 +129,11 @@ fn button_pair(button: &Value) -> (String, String) {
     let text = button["text"].as_str().unwrap_or_default().to_owned();
     let action = ["callback_data", "url", "request_contact"]
         .iter()
-        .find_map(|k| button.get(*k).map(|v| v.as_str().map_or(v.to_string(), str::to_owned)))
+        .find_map(|k| {
+            button
+                .get(*k)
+                .map(|v| v.as_str().map_or(v.to_string(), str::to_owned))
+        })
         .unwrap_or_default();
     (text, action)
 }
@@ -400,7 +408,11 @@ impl State {
         chat
     }
 
-    pub(super) fn message_mut(&mut self, chat_id: i64, message_id: i64) -> Option<&mut StoredMessage> {
+    pub(super) fn message_mut(
+        &mut self,
+        chat_id: i64,
+        message_id: i64,
+    ) -> Option<&mut StoredMessage> {
         self.chats
             .get_mut(&chat_id)?
             .messages
@@ -473,7 +485,9 @@ impl State {
                     "date": original.date,
                     "sender_user": original.json.get("from").cloned().unwrap_or(Value::Null),
                 }),
-                _ => json!({"type": "chat", "date": message.date, "sender_chat": self.chat_json(from_chat)}),
+                _ => {
+                    json!({"type": "chat", "date": message.date, "sender_chat": self.chat_json(from_chat)})
+                }
             };
         }
         if let (false, Some(reply_id)) = (nested, message.reply_to_message_id) {
