@@ -46,3 +46,26 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The system clock shifted by an adjustable offset: time flows, and tests can jump ahead.
+#[derive(Clone, Debug, Default)]
+pub struct OffsetClock(Arc<AtomicI64>);
+
+impl OffsetClock {
+    /// A clock equal to the system clock.
+    pub fn new() -> OffsetClock {
+        OffsetClock::default()
+    }
+
+    /// Jumps the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.0.load(Ordering::SeqCst)
+    }
+}

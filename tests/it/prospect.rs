@@ -124,7 +124,7 @@ both_databases! {
         app.fake.push(user.sticker());
         bot_says(&app, user.id, "стикеры").await;
         app.fake.push(user.text("может быть"));
-        bot_says(&app, user.id, "выберите один из вариантов").await;
+        bot_says(&app, user.id, "выберите вариант кнопкой").await;
         app.fake.push(user.text(&"я".repeat(5000)));
         bot_says(&app, user.id, "слишком длинное").await;
         app.fake.push(user.text("согласен"));
@@ -134,7 +134,7 @@ both_databases! {
         app.fake.push(user.text("Иван"));
         bot_says(&app, user.id, "Оставьте телефон").await;
         app.fake.push(user.text("12"));
-        bot_says(&app, user.id, "Не получилось распознать номер").await;
+        bot_says(&app, user.id, "Не получилось разобрать номер").await;
         app.fake.push(user.foreign_contact("+79990001122", Some(5)));
         bot_says(&app, user.id, "чужой контакт").await;
         app.fake.push(user.edits(1, "edited"));
@@ -200,6 +200,8 @@ both_databases! {
         let user = User::new(1005).lang("ru");
         app.fake.push(user.command("start", ""));
         let consent = bot_says(&app, user.id, "согласие").await;
+        // Killed once the send is recorded: outside the documented duplicate window.
+        app.settle().await;
         app.kill().await;
         // While the bot is down the prospect answers; the update waits at Telegram.
         app.fake.push(user.presses_button(&consent, "Согласен"));
@@ -230,7 +232,7 @@ both_databases! {
         assert!(!storage::updates::store_one(&app.db, &again, 0).await.unwrap());
         let before = app.fake.bot_messages_in(user.id).len();
         app.fake.push(user.text("ok"));
-        bot_says(&app, user.id, "выберите").await;
+        bot_says(&app, user.id, "выберите вариант").await;
         assert_eq!(count_bot(&app, user.id, "согласие").await, 2, "one greeting question plus one re-ask");
         assert!(app.fake.bot_messages_in(user.id).len() > before);
     }
@@ -292,7 +294,7 @@ both_databases! {
         bot_says(&app, user.id, "Выставлю счёт").await;
 
         // A forged Take from a private chat changes nothing.
-        let stranger = User::new(9999);
+        let stranger = User::new(9999).lang("ru");
         app.fake.push(stranger.command("start", ""));
         let own = bot_says(&app, stranger.id, "согласие").await;
         app.fake.push(stranger.presses(&own, &format!("t:{}", lead.id)));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadbot::app::{self, RunError, RunOptions};
-use leadbot::clock::ManualClock;
+use leadbot::clock::OffsetClock;
 use leadbot::config::Settings;
 use leadbot::storage::Db;
 use tokio::sync::oneshot;
@@ -145,7 +145,7 @@ pub fn settings(fake: &FakeTelegram, db_url: &str, dialogues: PathBuf) -> Settin
 pub struct TestApp {
     pub fake: FakeTelegram,
     pub db: Db,
-    pub clock: ManualClock,
+    pub clock: OffsetClock,
     pub settings: Settings,
     pub test_db: TestDb,
     running: Option<(oneshot::Sender<()>, JoinHandle<Result<(), RunError>>)>,
@@ -164,7 +164,7 @@ impl TestApp {
         let settings = settings(&fake, &test_db.url, dialogues);
         let db = Db::connect(&test_db.url).await.expect("test database");
         db.migrate().await.expect("migrations");
-        let clock = ManualClock::new(1_790_000_000_000);
+        let clock = OffsetClock::new();
         let mut app = TestApp {
             fake,
             db,
@@ -208,6 +208,27 @@ impl TestApp {
                 Ok(Ok(Ok(()))) => {}
                 other => panic!("the bot did not stop cleanly: {other:?}"),
             }
+        }
+    }
+
+    /// Waits until the outbox has delivered everything it holds (nothing pending or in flight).
+    pub async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let pending = leadbot::storage::outbox::count_by_status(&self.db, "pending")
+                .await
+                .unwrap_or(1);
+            let sending = leadbot::storage::outbox::count_by_status(&self.db, "sending")
+                .await
+                .unwrap_or(1);
+            if pending + sending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the outbox did not drain"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
