@@ -125,7 +125,7 @@ pub fn shipped_dialogues() -> PathBuf {
 
 /// Settings for a test: the fake's URL, the test database, short timeouts.
 pub fn settings(fake: &FakeTelegram, db_url: &str, dialogues: PathBuf) -> Settings {
-    let url = fake.api_url();
+    let url = fake.api_url().to_string();
     let db = db_url.to_owned();
     let dir = dialogues.display().to_string();
     Settings::from_lookup(move |k| match k {
@@ -142,13 +142,16 @@ pub fn settings(fake: &FakeTelegram, db_url: &str, dialogues: PathBuf) -> Settin
 }
 
 /// A running bot.
+/// The running bot task and the sender that asks it to stop.
+type Running = (oneshot::Sender<()>, JoinHandle<Result<(), RunError>>);
+
 pub struct TestApp {
     pub fake: FakeTelegram,
     pub db: Db,
     pub clock: OffsetClock,
     pub settings: Settings,
     pub test_db: TestDb,
-    running: Option<(oneshot::Sender<()>, JoinHandle<Result<(), RunError>>)>,
+    running: Option<Running>,
 }
 
 impl TestApp {

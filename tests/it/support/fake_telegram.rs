@@ -8,9 +8,11 @@
 //! Tests never sleep: [`FakeTelegram::wait_until`] and friends wake on every state change.
 
 mod faults;
+mod inbound;
 mod methods;
 mod server;
 mod state;
+mod validation;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,7 +25,9 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+#[allow(unused_imports)]
 pub use faults::{Chaos, Fault, FaultTarget, RateLimits};
+#[allow(unused_imports)]
 pub use state::{BOT_USERNAME, RecordedRequest, State, StoredFile, StoredMessage};
 
 use faults::{ChaosState, FaultRule};
@@ -114,17 +118,14 @@ impl FakeTelegram {
     }
 
     /// Base URL for `Bot::set_api_url` / `TELOXIDE_API_URL`.
-    pub fn api_url(&self) -> String {
-        format!("http://{}/", self.addr)
+    pub fn api_url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("http://{}/", self.addr))
+            .expect("an http URL built from a socket address parses")
     }
 
     /// A teloxide bot with [`TOKEN`], pointed at this fake, with teloxide's default client.
     pub fn bot(&self) -> teloxide::Bot {
-        teloxide::Bot::new(TOKEN).set_api_url(
-            self.api_url()
-                .parse()
-                .expect("an http URL built from a socket address parses"),
-        )
+        teloxide::Bot::new(TOKEN).set_api_url(self.api_url())
     }
 
     /// A teloxide bot whose HTTP client gives up after `timeout` (for hang and close tests).
@@ -133,11 +134,7 @@ impl FakeTelegram {
             .timeout(timeout)
             .build()
             .expect("building a reqwest client with a timeout");
-        teloxide::Bot::with_client(TOKEN, client).set_api_url(
-            self.api_url()
-                .parse()
-                .expect("an http URL built from a socket address parses"),
-        )
+        teloxide::Bot::with_client(TOKEN, client).set_api_url(self.api_url())
     }
 
     /// The bot's user id, as `getMe` reports it.
@@ -163,6 +160,30 @@ impl FakeTelegram {
             update_id,
             message_id,
         }
+    }
+
+    /// Delivers an update the way Telegram does in webhook mode: POSTs it to the URL given to
+    /// `setWebhook`, with `X-Telegram-Bot-Api-Secret-Token`, and returns the HTTP status the
+    /// bot answered. The chat is updated as for [`Self::push`]; the update is not queued
+    /// for `getUpdates`.
+    pub async fn deliver_to_webhook(&self, update: Update) -> Result<u16, String> {
+        let (webhook, json) = self.shared.update(|s| {
+            s.push(update);
+            let json = s.updates.pop_back().map(|u| u.json);
+            (s.webhook.clone(), json)
+        });
+        let webhook = webhook.ok_or("no webhook is set")?;
+        let json = json.ok_or("the update was not built")?;
+        let url = webhook["url"].as_str().unwrap_or_default();
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(json.to_string());
+        if let Some(secret) = webhook.get("secret_token").and_then(Value::as_str) {
+            request = request.header("x-telegram-bot-api-secret-token", secret);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
     }
 
     /// Introduces a group, supergroup or forum so messages to it render with its title and type.

@@ -2,7 +2,7 @@
 
 // Each test module uses a different subset of these helpers; unused ones are not dead code
 // in the sense the lint means.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 pub mod app;
 pub mod bot_api;
@@ -10,5 +10,8 @@ pub mod fake_telegram;
 pub mod html;
 pub mod updates;
 
+// Convenience re-exports; each test module imports the few it needs.
+#[allow(unused_imports)]
 pub use fake_telegram::{FakeTelegram, Fault, RateLimits, StoredMessage};
+#[allow(unused_imports)]
 pub use updates::{Chat, Update, User};

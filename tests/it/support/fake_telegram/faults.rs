@@ -25,6 +25,9 @@ pub enum Fault {
     },
 }
 
+/// A test's own choice of requests to fail, over `(method, params)`.
+pub type RequestPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
+
 /// Which requests a fault rule applies to.
 #[derive(Clone)]
 pub enum FaultTarget {
@@ -34,7 +37,7 @@ pub enum FaultTarget {
     /// One method (canonical camelCase name), `getUpdates` included.
     Method(String),
     /// Requests for which the predicate over `(method, params)` holds.
-    Matching(Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>),
+    Matching(RequestPredicate),
 }
 
 impl fmt::Debug for FaultTarget {

@@ -462,7 +462,7 @@ impl State {
             if allowed.is_empty() {
                 !NOT_BY_DEFAULT.contains(&u.kind.as_str())
             } else {
-                allowed.iter().any(|k| *k == u.kind)
+                allowed.contains(&u.kind)
             }
         });
         self.updates
