@@ -46,12 +46,7 @@ fn history_kind(content: &Content) -> (&'static str, String) {
     }
 }
 
-async fn find_or_create(
-    app: &App,
-    ctx: &mut Ctx,
-    from: &Person,
-    source: Option<&Source>,
-) -> Result<Lead> {
+async fn find_or_create(ctx: &mut Ctx, from: &Person, source: Option<&Source>) -> Result<Lead> {
     let existing = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await?;
     let mut lead = match existing {
         Some(l) => l,
@@ -68,7 +63,6 @@ async fn find_or_create(
             };
             let lead = storage::leads::insert(&mut ctx.tx, &new, ctx.now).await?;
             tracing::info!(lead_id = lead.id, source = %src, "new lead");
-            let _ = app;
             lead
         }
     };
@@ -114,7 +108,7 @@ pub async fn on_message(
         }
         _ => None,
     };
-    let mut lead = find_or_create(app, ctx, from, payload_source.as_ref()).await?;
+    let mut lead = find_or_create(ctx, from, payload_source.as_ref()).await?;
     lead.last_activity_at = ctx.now;
     lead.last_inbound_at = Some(ctx.now);
     let (kind, text) = history_kind(&content);

@@ -14,11 +14,6 @@ use crate::app::prospect::ProspectError;
 use crate::domain::CallbackData;
 use crate::storage;
 
-/// Whether a person may use staff buttons and commands in this chat.
-pub fn is_staff(app: &App, chat_id: Option<i64>, person: &Person) -> bool {
-    chat_id == Some(app.staff_chat_id) || app.settings.managers.contains(&person.id)
-}
-
 /// A button press in the staff chat (or by a listed manager in private).
 pub async fn on_callback(
     app: &App,

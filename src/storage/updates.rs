@@ -32,20 +32,10 @@ pub async fn store_batch(
     let mut tx = db.begin().await?;
     let mut new = 0;
     for u in batch {
-        let r = with_tx!(&mut tx, |c| {
-            sqlx::query(
-                "INSERT INTO updates (update_id, user_id, payload, received_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (update_id) DO NOTHING",
-            )
-            .bind(u.update_id)
-            .bind(u.user_id)
-            .bind(&u.payload)
-            .bind(now)
+        new += with_tx!(&mut tx, |c| insert(u, now)
             .execute(c)
             .await
-            .map(|r| r.rows_affected())
-        })?;
-        new += r;
+            .map(|r| r.rows_affected()))?;
     }
     tx.kv_set(OFFSET_KEY, &next_offset.to_string()).await?;
     tx.commit().await?;
@@ -54,20 +44,31 @@ pub async fn store_batch(
 
 /// Stores one update (webhook intake). Returns false when it was already stored.
 pub async fn store_one(db: &Db, update: &IncomingUpdate, now: i64) -> Result<bool, StorageError> {
-    let r = with_db!(db, |c| {
-        sqlx::query(
-            "INSERT INTO updates (update_id, user_id, payload, received_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (update_id) DO NOTHING",
-        )
-        .bind(update.update_id)
-        .bind(update.user_id)
-        .bind(&update.payload)
-        .bind(now)
+    let n = with_db!(db, |c| insert(update, now)
         .execute(c)
         .await
-        .map(|r| r.rows_affected())
-    })?;
-    Ok(r == 1)
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// The one INSERT both intakes use; a replayed `update_id` is ignored.
+fn insert<'q, DB: sqlx::Database>(
+    u: &'q IncomingUpdate,
+    now: i64,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO updates (update_id, user_id, payload, received_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (update_id) DO NOTHING",
+    )
+    .bind(u.update_id)
+    .bind(u.user_id)
+    .bind(u.payload.as_str())
+    .bind(now)
 }
 
 /// The offset to ask `getUpdates` for, once something was stored.
