@@ -151,6 +151,7 @@ pub async fn run(
     let processor = process::Processor {
         app: app.clone(),
         stored: stored.clone(),
+        deferred: Default::default(),
     };
 
     tracing::info!("leadbot is running");

@@ -1,9 +1,9 @@
 //! Applies stored updates: per lead in order, different leads concurrently, each update in one
 //! transaction that also marks it applied, so a replay changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -23,6 +23,16 @@ pub struct Processor {
     pub app: Arc<App>,
     /// Woken when the poller stored updates.
     pub stored: Arc<Notify>,
+    /// Updates that failed, with the clock time (ms) before which they are not tried again.
+    pub deferred: Mutex<HashMap<i64, i64>>,
+}
+
+/// How long an update that failed `attempts` times waits before the next try: 1 s, doubling, at most 1 min.
+pub fn retry_delay(attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(6);
+    Duration::from_secs(1u64 << doublings).min(Duration::from_secs(60))
 }
 
 /// What one round did.
@@ -33,36 +43,62 @@ pub enum Round {
 }
 
 impl Processor {
-    /// One round: every pending update, grouped by user.
+    /// One round: every pending update, grouped by user. A user whose next update failed
+    /// recently waits out its backoff (and so do that user's later updates, to keep their order).
     pub async fn step(&self) -> Result<Round, crate::storage::StorageError> {
         let pending = updates::pending(&self.app.db, 512, MAX_ATTEMPTS).await?;
-        if pending.is_empty() {
+        let now = self.app.clock.now_ms();
+        // `None` marks a user whose next update waits out its backoff: none of theirs run now.
+        let mut groups: BTreeMap<i64, Option<Vec<StoredUpdate>>> = BTreeMap::new();
+        {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+            deferred.retain(|_, until| *until > now);
+            for u in pending {
+                // Updates without a user have no order to keep; give each its own group.
+                let key = u.user_id.unwrap_or(i64::MIN + u.update_id);
+                match groups.get_mut(&key) {
+                    Some(Some(group)) => group.push(u),
+                    Some(None) => {}
+                    None if deferred.contains_key(&u.update_id) => {
+                        groups.insert(key, None);
+                    }
+                    None => {
+                        groups.insert(key, Some(vec![u]));
+                    }
+                }
+            }
+        }
+        let groups: Vec<Vec<StoredUpdate>> = groups.into_values().flatten().collect();
+        if groups.is_empty() {
             return Ok(Round::Empty);
         }
-        let n = pending.len();
-        let mut groups: BTreeMap<i64, Vec<StoredUpdate>> = BTreeMap::new();
-        for u in pending {
-            // Updates without a user have no order to keep; give each its own group.
-            let key = u.user_id.unwrap_or(i64::MIN + u.update_id);
-            groups.entry(key).or_default().push(u);
-        }
+        let n = groups.iter().map(Vec::len).sum();
         let app = &self.app;
-        futures::future::join_all(groups.into_values().map(|group| async move {
-            for u in group {
-                // A bug must not take the processor down: a panic is caught and counted as a failure.
-                let result = AssertUnwindSafe(apply_update(app, &u)).catch_unwind().await;
-                let error = match result {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => "the handler panicked".to_owned(),
-                };
-                tracing::error!(update_id = u.update_id, error = %error, "update failed; will retry");
-                let _ = updates::record_failure(&app.db, u.update_id, &error).await;
-                // Later updates of this user wait for this one.
-                break;
-            }
-        }))
-        .await;
+        let failed: Vec<Option<(i64, i64)>> =
+            futures::future::join_all(groups.into_iter().map(|group| async move {
+                for u in group {
+                    // A bug must not take the processor down: a panic is caught and counted as a failure.
+                    let result = AssertUnwindSafe(apply_update(app, &u)).catch_unwind().await;
+                    let error = match result {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "the handler panicked".to_owned(),
+                    };
+                    let attempts = u.attempts.saturating_add(1);
+                    let delay = retry_delay(attempts);
+                    tracing::error!(update_id = u.update_id, attempts, retry_in = ?delay, error = %error, "update failed; will retry");
+                    let _ = updates::record_failure(&app.db, u.update_id, &error).await;
+                    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                    // Later updates of this user wait for this one.
+                    return Some((u.update_id, app.clock.now_ms().saturating_add(delay_ms)));
+                }
+                None
+            }))
+            .await;
+        {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+            deferred.extend(failed.into_iter().flatten());
+        }
         self.app.outbox_wake.notify_one();
         Ok(Round::Done(n))
     }
@@ -174,4 +210,20 @@ async fn handle(
         Event::Ignored(reason) => return Ok(Some(reason.to_owned())),
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_updates_back_off_from_a_second_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(30), Duration::from_secs(60));
+        assert_eq!(retry_delay(0), Duration::from_secs(1));
+        assert_eq!(retry_delay(-5), Duration::from_secs(1));
+    }
 }

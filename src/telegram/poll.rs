@@ -55,8 +55,16 @@ impl Poller {
                     AllowedUpdate::CallbackQuery,
                     AllowedUpdate::MyChatMember,
                 ]);
-            if let Some(o) = offset.and_then(|o| i32::try_from(o).ok()) {
-                req = req.offset(o);
+            // Telegram's update ids are 32-bit; a stored offset beyond that means a corrupt row.
+            match offset.map(i32::try_from) {
+                Some(Ok(o)) => req = req.offset(o),
+                Some(Err(_)) => {
+                    tracing::error!(
+                        ?offset,
+                        "the stored polling offset is out of range; polling without it"
+                    )
+                }
+                None => {}
             }
             let result = tokio::select! {
                 r = req => r,
