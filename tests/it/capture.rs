@@ -217,3 +217,60 @@ both_databases! {
         let _ = last_with_buttons;
     }
 }
+
+both_databases! {
+    async fn other_odd_updates_get_a_short_reply_or_are_ignored(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(2601).lang("ru");
+        app.fake.push(user.command("start", ""));
+        let consent = bot_says(&app, user.id, "согласие").await;
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+
+        // Media at a text question: a specific reply naming what was sent, then the question again.
+        app.fake.push(user.photo(Some("это я")));
+        bot_says(&app, user.id, "фото").await;
+        app.fake.push(user.document("price.pdf"));
+        bot_says(&app, user.id, "файлы").await;
+        app.fake.push(user.location(55.75, 37.62));
+        bot_says(&app, user.id, "геопозицию").await;
+
+        // The consent button again, now outdated: the lead is told and asked the current question.
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "кнопка уже не действует").await;
+        // Forged and garbage callback data: answered, nothing changes.
+        app.fake.push(user.presses(&consent, "c:zzzzzzzz:99:99"));
+        app.fake.push(user.presses(&consent, "\u{0}\u{1}garbage"));
+        app.fake
+            .wait_for_request(crate::prospect::WAIT, |r| {
+                r.method == "answerCallbackQuery" && r.params.to_string().contains("больше не действует")
+            })
+            .await
+            .expect("a forged press is answered as outdated");
+        // An unknown update type and a message in a group the bot does not serve: ignored.
+        app.fake.push(crate::support::Update::unknown());
+        let group = crate::support::Chat::group(-4242, "Random group");
+        app.fake.push(user.in_chat(&group).text("/start"));
+        // A command it does not know.
+        app.fake.push(user.command("price", ""));
+        bot_says(&app, user.id, "Такой команды я не знаю").await;
+
+        let db = app.db.clone();
+        eventually("every update is applied", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
+        })
+        .await;
+        app.settle().await;
+        assert!(app.fake.bot_messages_in(-4242).is_empty(), "nothing is said in a foreign group");
+        // Still at the name question: the dialogue did not skip or repeat a step.
+        app.fake.push(user.text("Ольга"));
+        bot_says(&app, user.id, "Оставьте телефон").await;
+        let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().unwrap();
+        assert_eq!(lead.name.as_deref(), Some("Ольга"));
+        assert_eq!(count_bot(&app, user.id, "согласие").await, 1);
+        // Every callback was answered (Telegram shows a spinner until it is).
+        let answered = app.fake.requests_for("answerCallbackQuery").len();
+        assert!(answered >= 4, "{answered} callbacks answered");
+    }
+}
