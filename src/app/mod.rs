@@ -74,6 +74,8 @@ pub struct App {
     pub staff_chat_id: i64,
     /// Wakes the outbox worker.
     pub outbox_wake: Arc<Notify>,
+    /// Whether the staff chat is a forum (a topic per lead).
+    pub staff_forum: Arc<crate::staff::topics::ForumFlag>,
 }
 
 impl App {
@@ -122,6 +124,7 @@ pub async fn run(
 
     let outbox_wake = Arc::new(Notify::new());
     let stored = Arc::new(Notify::new());
+    let staff_forum = Arc::new(crate::staff::topics::ForumFlag::default());
     let app = Arc::new(App {
         db: db.clone(),
         clock: clock.clone(),
@@ -129,6 +132,7 @@ pub async fn run(
         settings,
         staff_chat_id,
         outbox_wake: outbox_wake.clone(),
+        staff_forum: staff_forum.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -147,6 +151,8 @@ pub async fn run(
         token: token.expose().to_owned(),
         wake: outbox_wake.clone(),
         batch: 64,
+        staff_chat_id,
+        staff_forum,
     };
     let processor = process::Processor {
         app: app.clone(),

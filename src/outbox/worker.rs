@@ -8,6 +8,7 @@ use tokio::sync::{Notify, watch};
 use super::action::Action;
 use super::backoff;
 use crate::clock::Clock;
+use crate::staff::topics::{self, ForumFlag};
 use crate::storage::{self, Db, StorageError};
 use crate::telegram::send::{self, SendError};
 
@@ -31,6 +32,9 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Rows claimed per round.
     pub batch: i64,
+    /// The staff chat: in a forum, messages about a lead go to the lead's topic.
+    pub staff_chat_id: i64,
+    pub staff_forum: Arc<ForumFlag>,
 }
 
 impl Worker {
@@ -63,15 +67,28 @@ impl Worker {
                 .await;
             }
         };
+        let action = self.in_lead_topic(&row, action).await?;
         let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
         let now = self.clock.now_ms();
         match outcome {
             Ok(message_id) => {
                 let mid = message_id.map(i64::from);
                 storage::outbox::mark_sent(&self.db, row.id, mid, now).await?;
-                if let Some(mid) = mid {
+                if let (Action::CreateTopic { .. }, Some(lead_id), Some(topic)) =
+                    (&action, row.lead_id, mid)
+                {
+                    self.staff_forum.learn(true);
+                    storage::leads::set_topic(&self.db, lead_id, topic).await?;
+                } else if let Some(mid) = mid {
                     storage::messages::link_delivered(&self.db, row.id, mid).await?;
                 }
+            }
+            Err(SendError::Permanent(msg))
+                if matches!(action, Action::CreateTopic { .. }) && topics::is_not_a_forum(&msg) =>
+            {
+                self.staff_forum.learn(false);
+                storage::outbox::mark_failed(&self.db, row.id, "the staff chat is not a forum")
+                    .await?;
             }
             Err(SendError::RetryAfter(d)) => {
                 tracing::warn!(
@@ -106,6 +123,36 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// In a forum staff chat, a message meant for the lead's topic gets the topic's id.
+    async fn in_lead_topic(
+        &self,
+        row: &storage::outbox::Row,
+        mut action: Action,
+    ) -> Result<Action, StorageError> {
+        if row.chat_id != self.staff_chat_id || !self.staff_forum.is_forum() {
+            return Ok(action);
+        }
+        let Some(lead_id) = row.lead_id else {
+            return Ok(action);
+        };
+        if let Action::SendMessage {
+            thread_id,
+            lead_topic: true,
+            ..
+        }
+        | Action::CopyMessage {
+            thread_id,
+            lead_topic: true,
+            ..
+        } = &mut action
+            && thread_id.is_none()
+            && let Some(lead) = storage::leads::get(&self.db, lead_id).await?
+        {
+            *thread_id = lead.topic_id.and_then(|t| i32::try_from(t).ok());
+        }
+        Ok(action)
     }
 
     /// Runs until shutdown: rounds while there is work, then waits for a wake-up or the next due row.

@@ -28,6 +28,7 @@ pub async fn run(
         markup: Markup::None,
         reply_to: None,
         thread_id,
+        lead_topic: false,
     };
     match name {
         "leads" => {
@@ -127,6 +128,7 @@ pub async fn run(
                 markup: card::buttons(lead.id, &lead.status, lead.manager_id.is_some()),
                 reply_to: None,
                 thread_id,
+                lead_topic: false,
             };
             let key = ctx.next_key("staff");
             ctx.enqueue_keyed(&key, Some(lead.id), chat_id, &action)

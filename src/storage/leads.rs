@@ -171,6 +171,30 @@ pub async fn set_blocked_by_chat(db: &Db, chat_id: i64, blocked: bool) -> Result
     Ok(())
 }
 
+/// Remembers the forum topic created for a lead.
+pub async fn set_topic(db: &Db, id: i64, topic_id: i64) -> Result<(), StorageError> {
+    with_db!(db, |c| {
+        sqlx::query("UPDATE leads SET topic_id = $1 WHERE id = $2")
+            .bind(topic_id)
+            .bind(id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// The lead whose forum topic this is.
+pub async fn by_topic(db: &Db, topic_id: i64) -> Result<Option<i64>, StorageError> {
+    let row: Option<(i64,)> = with_db!(db, |c| {
+        sqlx::query_as("SELECT id FROM leads WHERE topic_id = $1 ORDER BY id LIMIT 1")
+            .bind(topic_id)
+            .fetch_optional(c)
+            .await
+    })?;
+    Ok(row.map(|(id,)| id))
+}
+
 /// A lead by id.
 pub async fn get(db: &Db, id: i64) -> Result<Option<Lead>, StorageError> {
     Ok(with_db!(db, |c| {

@@ -99,6 +99,7 @@ pub async fn perform(
             markup: m,
             reply_to,
             thread_id,
+            ..
         } => {
             let mut req = bot.send_message(chat, text.clone());
             if *html {
@@ -132,6 +133,10 @@ pub async fn perform(
             }
             req.await.map(|_| None)
         }
+        Action::CreateTopic { name } => bot
+            .create_forum_topic(chat, name.clone())
+            .await
+            .map(|topic| Some(topic.thread_id.0.0)),
         Action::RemoveButtons { message_id } => bot
             .edit_message_reply_markup(chat, MessageId(*message_id))
             .await
@@ -156,6 +161,7 @@ pub async fn perform(
             message_id,
             reply_to,
             thread_id,
+            ..
         } => {
             let mut req = bot.copy_message(chat, ChatId(*from_chat_id), MessageId(*message_id));
             if let Some(r) = reply_to {

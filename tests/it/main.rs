@@ -4,4 +4,5 @@
 mod capture;
 mod fake_telegram_tests;
 mod prospect;
+mod staff;
 mod support;
