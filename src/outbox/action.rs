@@ -78,6 +78,15 @@ pub enum Action {
     },
     /// createForumTopic: the lead's own topic in a forum staff chat (the row's lead gets its id).
     CreateTopic { name: String },
+    /// sendPhoto with an in-memory image, kept in the outbox as hex.
+    SendPhoto {
+        file_name: String,
+        hex: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<i32>,
+    },
     /// sendDocument with an in-memory file.
     SendDocument {
         file_name: String,

@@ -139,6 +139,19 @@ pub async fn run(
             let text = escape_html(&super::stats::render(&stats));
             let key = ctx.next_key("staff");
             ctx.enqueue_keyed(&key, None, chat_id, &reply(text)).await?;
+            match super::chart::png(&stats) {
+                Ok(png) => {
+                    let key = ctx.next_key("staff");
+                    let photo = Action::SendPhoto {
+                        file_name: "stats.png".into(),
+                        hex: hex::encode(png),
+                        caption: Some("Воронка и температура лидов".into()),
+                        thread_id,
+                    };
+                    ctx.enqueue_keyed(&key, None, chat_id, &photo).await?;
+                }
+                Err(e) => tracing::error!(error = %e, "the stats chart could not be drawn"),
+            }
         }
         "export" => {
             let leads =

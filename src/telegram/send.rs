@@ -6,7 +6,7 @@ use teloxide::ApiError;
 use teloxide::RequestError;
 use teloxide::payloads::{
     AnswerCallbackQuerySetters, CopyMessageSetters, EditMessageTextSetters, SendDocumentSetters,
-    SendMessageSetters,
+    SendMessageSetters, SendPhotoSetters,
 };
 use teloxide::prelude::Requester;
 use teloxide::types::{
@@ -183,6 +183,24 @@ pub async fn perform(
             let mut req = bot.send_document(chat, file);
             if let Some(c) = caption {
                 req = req.caption(c.clone());
+            }
+            req.await.map(|m| Some(m.id.0))
+        }
+        Action::SendPhoto {
+            file_name,
+            hex,
+            caption,
+            thread_id,
+        } => {
+            let bytes = ::hex::decode(hex)
+                .map_err(|e| SendError::Permanent(format!("the stored image is corrupt: {e}")))?;
+            let file = InputFile::memory(bytes).file_name(file_name.clone());
+            let mut req = bot.send_photo(chat, file);
+            if let Some(c) = caption {
+                req = req.caption(c.clone());
+            }
+            if let Some(t) = thread_id {
+                req = req.message_thread_id(ThreadId(MessageId(*t)));
             }
             req.await.map(|m| Some(m.id.0))
         }

@@ -304,7 +304,10 @@ both_databases! {
         let stranger = User::new(3599).lang("ru");
         app.fake.push(stranger.command("leads", ""));
         app.fake.push(stranger.command("export", ""));
-        app.fake.push(stranger.presses(&card, &format!("w:{hot_id}")));
+        // Telegram only lets members of the staff chat press the card's buttons; a stranger can
+        // only forge the data on a message of their own private chat.
+        let own = bot_says(&app, stranger.id, "Такой команды я не знаю").await;
+        app.fake.push(stranger.presses(&own, &format!("w:{hot_id}")));
         app.fake
             .wait_for_request(WAIT, |r| r.method == "answerCallbackQuery" && r.params.to_string().contains("только для менеджеров"))
             .await
