@@ -93,6 +93,10 @@ impl Processor {
 pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::ProspectError> {
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
+    // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
+    // pending check below runs after the lock, so it sees what another replica just committed.
+    // An update without a user locks on its own id (a harmless overlap with some user's key).
+    crate::storage::ops::lock_user(&mut ctx.tx, u.user_id.unwrap_or(u.update_id)).await?;
     if !updates::is_pending(&mut ctx.tx, u.update_id).await? {
         return Ok(());
     }

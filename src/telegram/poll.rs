@@ -7,7 +7,6 @@ use std::time::Duration;
 use teloxide::RequestError;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::Requester;
-use teloxide::types::AllowedUpdate;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
@@ -24,12 +23,16 @@ pub struct Poller {
     /// Long-poll timeout in seconds.
     pub timeout_secs: u32,
     pub token: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Poller {
     /// Polls until `shutdown` turns true. Errors are logged and retried with backoff.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        // Telegram refuses getUpdates while a webhook is set (the bot may have run in webhook
+        // mode before); removing it keeps the updates Telegram holds.
+        self.remove_webhook().await;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -49,12 +52,7 @@ impl Poller {
                 .get_updates()
                 .timeout(self.timeout_secs)
                 .limit(100)
-                .allowed_updates([
-                    AllowedUpdate::Message,
-                    AllowedUpdate::EditedMessage,
-                    AllowedUpdate::CallbackQuery,
-                    AllowedUpdate::MyChatMember,
-                ]);
+                .allowed_updates(super::webhook::ALLOWED_UPDATES);
             if let Some(o) = offset.and_then(|o| i32::try_from(o).ok()) {
                 req = req.offset(o);
             }
@@ -88,6 +86,7 @@ impl Poller {
                     {
                         Ok(new) => {
                             tracing::debug!(received = batch.len(), new, "updates stored");
+                            self.metrics.received("polling", new);
                             self.stored.notify_one();
                         }
                         Err(e) => {
@@ -108,6 +107,10 @@ impl Poller {
                 Err(e) => {
                     let msg = super::redact(&e.to_string(), &self.token);
                     tracing::warn!(error = %msg, "getUpdates failed; retrying");
+                    self.metrics.telegram_error("polling");
+                    if msg.contains("webhook") {
+                        self.remove_webhook().await;
+                    }
                     if wait(&mut shutdown, backoff(&mut failures)).await {
                         break;
                     }
@@ -115,6 +118,14 @@ impl Poller {
             }
         }
         tracing::info!("polling stopped");
+    }
+}
+
+impl Poller {
+    async fn remove_webhook(&self) {
+        if let Err(e) = super::webhook::remove(&self.bot, &self.token).await {
+            tracing::warn!(error = %e, "deleteWebhook failed; polling may be refused");
+        }
     }
 }
 
