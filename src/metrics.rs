@@ -40,12 +40,6 @@ pub struct MethodLabel {
     pub method: &'static str,
 }
 
-/// Label: a broadcast.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BroadcastLabel {
-    pub broadcast: String,
-}
-
 /// Label: the outcome of a CRM delivery attempt (`delivered`, `failed`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -75,9 +69,10 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_due_age: Gauge<f64, AtomicU64>,
     crm_queue: Gauge,
-    broadcast_sent: Family<BroadcastLabel, Gauge>,
-    broadcast_failed: Family<BroadcastLabel, Gauge>,
-    broadcast_total: Family<BroadcastLabel, Gauge>,
+    broadcast_id: Gauge,
+    broadcast_sent: Gauge,
+    broadcast_failed: Gauge,
+    broadcast_total: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -107,9 +102,10 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_due_age: Gauge::default(),
             crm_queue: Gauge::default(),
-            broadcast_sent: Family::default(),
-            broadcast_failed: Family::default(),
-            broadcast_total: Family::default(),
+            broadcast_id: Gauge::default(),
+            broadcast_sent: Gauge::default(),
+            broadcast_failed: Gauge::default(),
+            broadcast_total: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -160,20 +156,46 @@ impl Metrics {
             m.crm_queue.clone(),
         );
         registry.register(
+            "broadcast_id",
+            "The broadcast the progress gauges describe (the latest one reported)",
+            m.broadcast_id.clone(),
+        );
+        registry.register(
             "broadcast_sent",
-            "Messages a broadcast has delivered",
+            "Messages the latest broadcast has delivered",
             m.broadcast_sent.clone(),
         );
         registry.register(
             "broadcast_failed",
-            "Messages a broadcast could not deliver",
+            "Messages the latest broadcast could not deliver",
             m.broadcast_failed.clone(),
         );
         registry.register(
             "broadcast_audience",
-            "Recipients a broadcast addresses",
+            "Recipients the latest broadcast addresses",
             m.broadcast_total.clone(),
         );
+        // Known label values start at zero, so rates work from the first scrape.
+        for intake in ["polling", "webhook"] {
+            m.updates_received.get_or_create(&IntakeLabel { intake });
+        }
+        for class in [
+            "rate_limited",
+            "blocked",
+            "permanent",
+            "transient",
+            "polling",
+        ] {
+            m.telegram_errors.get_or_create(&ErrorClassLabel { class });
+        }
+        for outcome in ["delivered", "failed"] {
+            m.crm_deliveries.get_or_create(&OutcomeLabel { outcome });
+        }
+        for temperature in ["cold", "warm", "hot"] {
+            m.leads.get_or_create(&TemperatureLabel {
+                temperature: temperature.to_owned(),
+            });
+        }
         Metrics { registry, ..m }
     }
 
@@ -198,17 +220,13 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Reports a broadcast's progress (called by the broadcast sender after each batch).
+    /// Reports a broadcast's progress (for the broadcast sender to call after each batch).
     pub fn broadcast_progress(&self, broadcast_id: i64, sent: u64, failed: u64, total: u64) {
-        let label = BroadcastLabel {
-            broadcast: broadcast_id.to_string(),
-        };
         let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.broadcast_sent.get_or_create(&label).set(clamp(sent));
-        self.broadcast_failed
-            .get_or_create(&label)
-            .set(clamp(failed));
-        self.broadcast_total.get_or_create(&label).set(clamp(total));
+        self.broadcast_id.set(broadcast_id);
+        self.broadcast_sent.set(clamp(sent));
+        self.broadcast_failed.set(clamp(failed));
+        self.broadcast_total.set(clamp(total));
     }
 
     /// Reads the shared state gauges from the database.
@@ -271,8 +289,10 @@ mod tests {
                 "leadbot_bot_api_request_duration_seconds_count{method=\"sendMessage\"} 1"
             )
         );
-        assert!(text.contains("leadbot_broadcast_sent{broadcast=\"7\"} 10"));
-        assert!(text.contains("leadbot_broadcast_audience{broadcast=\"7\"} 20"));
+        assert!(text.contains("leadbot_broadcast_id 7"));
+        assert!(text.contains("leadbot_broadcast_sent 10"));
+        assert!(text.contains("leadbot_broadcast_audience 20"));
+        assert!(text.contains("leadbot_telegram_errors_total{class=\"blocked\"} 0"));
         assert!(text.contains("# TYPE leadbot_outbox_depth gauge"));
         assert!(text.ends_with("# EOF\n"));
     }

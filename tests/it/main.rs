@@ -2,5 +2,6 @@
 //! builds once (`cargo test --test it`).
 
 mod fake_telegram_tests;
+mod production;
 mod prospect;
 mod support;
