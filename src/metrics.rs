@@ -177,7 +177,7 @@ impl Metrics {
         );
         // Known label values start at zero, so rates work from the first scrape.
         for intake in ["polling", "webhook"] {
-            m.updates_received.get_or_create(&IntakeLabel { intake });
+            let _ = m.updates_received.get_or_create(&IntakeLabel { intake });
         }
         for class in [
             "rate_limited",
@@ -186,15 +186,10 @@ impl Metrics {
             "transient",
             "polling",
         ] {
-            m.telegram_errors.get_or_create(&ErrorClassLabel { class });
+            let _ = m.telegram_errors.get_or_create(&ErrorClassLabel { class });
         }
         for outcome in ["delivered", "failed"] {
-            m.crm_deliveries.get_or_create(&OutcomeLabel { outcome });
-        }
-        for temperature in ["cold", "warm", "hot"] {
-            m.leads.get_or_create(&TemperatureLabel {
-                temperature: temperature.to_owned(),
-            });
+            let _ = m.crm_deliveries.get_or_create(&OutcomeLabel { outcome });
         }
         Metrics { registry, ..m }
     }
@@ -231,9 +226,17 @@ impl Metrics {
 
     /// Reads the shared state gauges from the database.
     pub async fn refresh(&self, db: &Db, now_ms: i64) -> Result<(), StorageError> {
-        for (temperature, n) in ops::leads_by_temperature(db).await? {
+        let counts = ops::leads_by_temperature(db).await?;
+        // A temperature no lead has any more reads 0, not its last value.
+        for temperature in ["cold", "warm", "hot"] {
+            let n = counts
+                .iter()
+                .find(|(t, _)| t == temperature)
+                .map_or(0, |(_, n)| *n);
             self.leads
-                .get_or_create(&TemperatureLabel { temperature })
+                .get_or_create(&TemperatureLabel {
+                    temperature: temperature.to_owned(),
+                })
                 .set(n);
         }
         let backlog = ops::outbox_backlog(db).await?;
