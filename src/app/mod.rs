@@ -142,10 +142,12 @@ pub async fn run(
     // Held until `run` returns: on SQLite it keeps a second process out, on PostgreSQL it tells
     // the other replicas this one is alive.
     let instance = storage::ops::join(&db, &settings.database_url).await?;
+    let instance_id = instance.id;
+    let instance = Arc::new(tokio::sync::Mutex::new(instance));
     let clock = options.clock.clone();
     let scripts = Scripts::new(catalog);
     scripts.remember_all(&db, clock.now_ms()).await?;
-    let requeued = storage::ops::release_orphans(&db, instance.id).await?;
+    let requeued = storage::ops::release_orphans(&db, instance_id).await?;
     if requeued > 0 {
         tracing::warn!(
             requeued,
@@ -203,7 +205,7 @@ pub async fn run(
         token: token.expose().to_owned(),
         wake: outbox_wake.clone(),
         batch: 64,
-        owner: Some(instance.id),
+        owner: Some(instance_id),
         metrics: metrics.clone(),
     };
     let processor = process::Processor {
@@ -266,7 +268,7 @@ pub async fn run(
             clock.clone(),
             url.clone(),
             secret.clone(),
-            instance.id,
+            instance_id,
             metrics.clone(),
             options.crm_timeout,
         )
@@ -277,7 +279,7 @@ pub async fn run(
     tasks.spawn(processor.run(stop_rx.clone()));
     tasks.spawn(timers(
         app.clone(),
-        instance.id,
+        instance.clone(),
         options.timer_tick,
         stop_rx.clone(),
     ));
@@ -329,11 +331,23 @@ async fn register_webhook(
 }
 
 /// Periodic work: SLA re-announcements, and taking over the claims of replicas that died.
-async fn timers(app: Arc<App>, me: i64, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn timers(
+    app: Arc<App>,
+    instance: Arc<tokio::sync::Mutex<storage::ops::Instance>>,
+    tick: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if *shutdown.borrow() {
             break;
         }
+        let me = {
+            let mut instance = instance.lock().await;
+            if let Err(e) = instance.keep_alive(&app.db).await {
+                tracing::warn!(error = %e, "cannot renew this replica's liveness lock");
+            }
+            instance.id
+        };
         match storage::ops::release_orphans(&app.db, me).await {
             Ok(0) => {}
             Ok(n) => {

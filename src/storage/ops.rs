@@ -123,12 +123,24 @@ pub async fn join(db: &Db, database_url: &str) -> Result<Instance, JoinError> {
 }
 
 impl Instance {
-    /// Whether the liveness connection still answers (PostgreSQL); always true on SQLite.
-    pub async fn alive(&mut self) -> bool {
-        match &mut self._lease {
-            Some(conn) => conn.ping().await.is_ok(),
-            None => true,
+    /// Keeps the liveness lock (PostgreSQL): when its connection was lost (a database restart),
+    /// takes the lock again on a new one. Until then other replicas may take over this one's
+    /// in-flight rows, so a message being sent at that moment may go out twice.
+    pub async fn keep_alive(&mut self, db: &Db) -> Result<(), StorageError> {
+        let (Some(conn), Db::Postgres(pool)) = (&mut self._lease, db) else {
+            return Ok(());
+        };
+        if conn.ping().await.is_ok() {
+            return Ok(());
         }
+        tracing::warn!("the replica's liveness connection was lost; taking the lock again");
+        let mut fresh = pool.acquire().await?.detach();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(self.id)
+            .execute(&mut fresh)
+            .await?;
+        self._lease = Some(fresh);
+        Ok(())
     }
 }
 

@@ -853,3 +853,49 @@ async fn a_replica_that_dies_mid_delivery_leaves_its_messages_to_the_survivor() 
     settle(&w.db).await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_reminders_fire_once_across_replicas() {
+    let Some(backend) = pg_only("production::sla_reminders_fire_once_across_replicas") else {
+        return;
+    };
+    let w = World::new(&backend).await;
+    let mut a = w.webhook_node();
+    let mut b = w.webhook_node();
+    let secret = w.webhook_secret().await;
+    let intake = Intake::webhooks(
+        &w.fake,
+        vec![a.url(WEBHOOK_PATH), b.url(WEBHOOK_PATH)],
+        secret,
+    );
+    let user = User::new(5001).lang("ru").first_name("Анна");
+    walk_hot(&intake, &user, "+79123456789").await;
+    bot_says(&w.fake, STAFF_CHAT, "Горячий лид").await;
+    let reminders = || {
+        w.fake
+            .bot_messages_in(STAFF_CHAT)
+            .iter()
+            .filter(|m| {
+                m.text
+                    .as_deref()
+                    .is_some_and(|t| t.contains("никто не взял"))
+            })
+            .count()
+    };
+    for round in 1..=2 {
+        w.clock.advance(Duration::from_secs(16 * 60));
+        eventually("the staff chat is reminded", || async {
+            reminders() >= round
+        })
+        .await;
+        settle(&w.db).await;
+    }
+    let lead = storage::leads::by_telegram(&w.db, user.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.sla_reminders, 2);
+    assert_eq!(reminders(), 2, "{}", w.fake.transcript(STAFF_CHAT));
+    a.stop().await;
+    b.stop().await;
+}
