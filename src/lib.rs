@@ -2,6 +2,9 @@
 //!
 //! - [`dialogue`]: the pure engine — dialogue files, checks, graph, `advance()`.
 //! - [`domain`]: newtypes that parse at the edge (phone, e-mail, name, source, temperature).
+//! - [`http`]: the HTTP server — `/healthz`, `/metrics`, the Telegram webhook endpoint.
+//! - [`metrics`]: Prometheus counters, gauges and histograms, one `Metrics` per process.
+//! - [`crm`]: lead events POSTed to a CRM as signed JSON through a durable queue.
 
 pub mod app;
 pub mod cli;
