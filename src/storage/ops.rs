@@ -215,6 +215,21 @@ pub async fn lock_user(tx: &mut Tx, user_id: i64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// [`lock_user`] without waiting: false when another replica is applying this user's updates
+/// right now (it will carry on with the ones after, so the caller can leave them).
+pub async fn try_lock_user(tx: &mut Tx, user_id: i64) -> Result<bool, StorageError> {
+    match tx {
+        Tx::Postgres(t) => {
+            let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(user_id)
+                .fetch_one(&mut **t)
+                .await?;
+            Ok(got)
+        }
+        Tx::Sqlite(_) => Ok(true),
+    }
+}
+
 /// The stored webhook secret, created from `fresh` by the first replica that asks.
 pub async fn webhook_secret(db: &Db, fresh: &str) -> Result<String, StorageError> {
     with_db!(db, |c| sqlx::query(
