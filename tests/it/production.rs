@@ -205,6 +205,8 @@ struct Intake<'a> {
     endpoints: Vec<String>,
     secret: String,
     seed: AtomicU64,
+    /// How long each webhook POST took to be answered, microseconds.
+    answered_us: Mutex<Vec<u64>>,
 }
 
 impl<'a> Intake<'a> {
@@ -214,6 +216,7 @@ impl<'a> Intake<'a> {
             endpoints: Vec::new(),
             secret: String::new(),
             seed: AtomicU64::new(0),
+            answered_us: Mutex::new(Vec::new()),
         }
     }
 
@@ -223,6 +226,7 @@ impl<'a> Intake<'a> {
             endpoints,
             secret,
             seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            answered_us: Mutex::new(Vec::new()),
         }
     }
 
@@ -243,7 +247,18 @@ impl<'a> Intake<'a> {
         }
         let (_, body) = self.fake.webhook_body(update);
         let url = &self.endpoints[self.pick()];
+        let started = std::time::Instant::now();
         assert_eq!(post(url, &body, Some(&self.secret)).await, 200, "{url}");
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.answered_us.lock().expect("timings").push(took);
+    }
+
+    /// Median and slowest webhook answer, milliseconds.
+    fn answer_times_ms(&self) -> (f64, f64) {
+        let mut t = self.answered_us.lock().expect("timings").clone();
+        t.sort_unstable();
+        let at = |i: usize| t.get(i).copied().unwrap_or(0) as f64 / 1000.0;
+        (at(t.len() / 2), at(t.len().saturating_sub(1)))
     }
 }
 
@@ -809,6 +824,11 @@ async fn two_replicas_on_postgresql_split_updates_without_doubles_and_keep_each_
         .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Горячий лид")))
         .count();
     assert_eq!(total_cards, users.len());
+    let (median, slowest) = intake.answer_times_ms();
+    eprintln!(
+        "webhook answers over {} POSTs: median {median:.1} ms, slowest {slowest:.1} ms",
+        intake.answered_us.lock().expect("timings").len()
+    );
     a.stop().await;
     b.stop().await;
 }
