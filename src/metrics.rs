@@ -69,6 +69,7 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_due_age: Gauge<f64, AtomicU64>,
     crm_queue: Gauge,
+    updates_pending: Gauge,
     broadcast_id: Gauge,
     broadcast_sent: Gauge,
     broadcast_failed: Gauge,
@@ -102,6 +103,7 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_due_age: Gauge::default(),
             crm_queue: Gauge::default(),
+            updates_pending: Gauge::default(),
             broadcast_id: Gauge::default(),
             broadcast_sent: Gauge::default(),
             broadcast_failed: Gauge::default(),
@@ -154,6 +156,11 @@ impl Metrics {
             "crm_queue_depth",
             "CRM events not yet delivered",
             m.crm_queue.clone(),
+        );
+        registry.register(
+            "updates_pending",
+            "Stored updates not yet applied",
+            m.updates_pending.clone(),
         );
         registry.register(
             "broadcast_id",
@@ -245,6 +252,8 @@ impl Metrics {
         // Milliseconds to seconds; precision loss past 2^53 ms is irrelevant.
         self.outbox_oldest_due_age.set(age_ms as f64 / 1000.0);
         self.crm_queue.set(ops::crm_backlog(db).await?);
+        self.updates_pending
+            .set(crate::storage::updates::pending_count(db).await?);
         Ok(())
     }
 

@@ -642,6 +642,8 @@ async fn send_my_data(app: &App, ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Resu
 async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
     let chat_id = lead.chat_id;
     storage::outbox::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
+    // Events not yet delivered carry the personal data being erased.
+    storage::crm::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
     storage::messages::erase(&mut ctx.tx, lead.id).await?;
     if let Some(chat_id) = chat_id {
         // Not linked to the lead: it must survive the erasure it confirms.

@@ -140,3 +140,15 @@ pub async fn all(db: &Db) -> Result<Vec<Event>, StorageError> {
     .fetch_all(c)
     .await)?)
 }
+
+/// Drops a lead's undelivered events (`/forget`: they carry the data being erased). An event on
+/// the wire right now finishes that one attempt; its outcome then updates nothing.
+pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<u64, StorageError> {
+    Ok(with_tx!(tx, |c| sqlx::query(
+        "DELETE FROM crm_events WHERE lead_id = $1 AND status IN ('pending', 'sending')"
+    )
+    .bind(lead_id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?)
+}

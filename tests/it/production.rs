@@ -919,3 +919,79 @@ async fn sla_reminders_fire_once_across_replicas() {
     a.stop().await;
     b.stop().await;
 }
+
+both_databases! {
+    async fn forgetting_a_lead_drops_its_undelivered_crm_events(backend: Backend) {
+        let w = World::new(&backend).await;
+        let secret = "crm-signing-key";
+        let receiver = Arc::new(Receiver {
+            script: Vec::new(),
+            // Down for a day: nothing is delivered during the test.
+            down_until_ms: AtomicI64::new(w.clock.now_ms() + 86_400_000),
+            clock: w.clock.clone(),
+            secret: secret.to_owned(),
+            requests: AtomicUsize::new(0),
+            accepted: Mutex::new(Vec::new()),
+            bad_signatures: AtomicUsize::new(0),
+        });
+        let (crm_url, server) = start_receiver(receiver.clone()).await;
+        let mut s = w.base.clone();
+        s.crm_webhook_url = Some(crm_url);
+        s.crm_secret = Some(Secret::new(secret));
+        let mut node = w.polling_node(&s, Duration::from_millis(300));
+
+        let user = User::new(2007).lang("ru").first_name("Анна");
+        w.fake.push(user.command("start", "vk_ads"));
+        bot_says(&w.fake, user.id, "согласие").await;
+        eventually("lead.created was tried", || async {
+            receiver.requests.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+        w.fake.push(user.command("forget", ""));
+        bot_says(&w.fake, user.id, "Удалить все ваши данные").await;
+        let confirm = last_with_buttons(&w.fake, user.id);
+        w.fake.push(user.presses_button(&confirm, "Да, удалить"));
+        bot_says(&w.fake, user.id, "Ваши данные удалены").await;
+        // Erased in the same transaction as the lead's data: nothing is left to deliver.
+        assert!(storage::crm::all(&w.db).await.unwrap().is_empty());
+        // Even after the receiver is back.
+        receiver.down_until_ms.store(0, Ordering::SeqCst);
+        let tried = receiver.requests.load(Ordering::SeqCst);
+        w.clock.advance(Duration::from_secs(600));
+        w.fake.push(User::new(2099).lang("ru").first_name("Пётр").command("start", ""));
+        eventually("the next lead's event is delivered", || async {
+            !receiver.accepted.lock().unwrap().is_empty()
+        })
+        .await;
+        let accepted = receiver.accepted.lock().unwrap().clone();
+        assert_eq!(accepted.len(), 1, "{accepted:?}");
+        assert_eq!(accepted[0].1["lead"]["telegram_id"], 2099);
+        assert!(receiver.requests.load(Ordering::SeqCst) > tried);
+        node.stop().await;
+        server.abort();
+    }
+}
+
+both_databases! {
+    async fn a_generated_webhook_secret_is_kept_across_restarts(backend: Backend) {
+        let w = World::new(&backend).await;
+        let mut first = w.webhook_node();
+        let secret = w.webhook_secret().await;
+        w.fake
+            .wait_for_request(WAIT, |r| r.method == "setWebhook")
+            .await
+            .expect("registered");
+        first.stop().await;
+        let mut second = w.webhook_node();
+        let url = second.url(WEBHOOK_PATH);
+        w.fake
+            .wait_for_request(WAIT, |r| r.method == "setWebhook" && r.params["url"] == url.as_str())
+            .await
+            .expect("registered again");
+        assert_eq!(w.fake.read(|s| s.webhook().cloned()).unwrap()["secret_token"], secret.as_str());
+        let user = User::new(2008).lang("ru").first_name("Анна");
+        assert_eq!(w.fake.deliver_to_webhook(user.command("start", "")).await.unwrap(), 200);
+        bot_says(&w.fake, user.id, "согласие").await;
+        second.stop().await;
+    }
+}
