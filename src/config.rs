@@ -226,11 +226,19 @@ impl Settings {
             None => None,
         };
         let webhook_url = match get("LEADBOT_WEBHOOK_URL") {
-            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+            Some(u)
+                if (u.starts_with("https://") || u.starts_with("http://"))
+                    && reqwest::Url::parse(&u)
+                        .is_ok_and(|p| !matches!(p.path(), "/healthz" | "/metrics")) =>
+            {
+                Some(u)
+            }
             Some(u) => {
                 return Err(ConfigError::new(
                     "LEADBOT_WEBHOOK_URL",
-                    format!("expected a public https:// URL, got {u:?}"),
+                    format!(
+                        "expected a public https:// URL whose path is not /healthz or /metrics, got {u:?}"
+                    ),
                 ));
             }
             None => None,
@@ -514,6 +522,13 @@ mod tests {
         let e = settings(&[("LEADBOT_WEBHOOK_URL", "https://bot.example.com/tg")]).unwrap_err();
         assert_eq!(e.var, "LEADBOT_HTTP_ADDR");
         let e = settings(&[("LEADBOT_WEBHOOK_URL", "bot.example.com")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_WEBHOOK_URL");
+        // The bot serves the webhook on the URL's path, beside /healthz and /metrics.
+        let e = settings(&[
+            ("LEADBOT_WEBHOOK_URL", "https://bot.example.com/metrics"),
+            ("LEADBOT_HTTP_ADDR", "0.0.0.0:8080"),
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "LEADBOT_WEBHOOK_URL");
         let e = settings(&[("LEADBOT_WEBHOOK_SECRET", "has space hunter2")]).unwrap_err();
         assert_eq!(e.var, "LEADBOT_WEBHOOK_SECRET");

@@ -214,9 +214,19 @@ impl CrmWorker {
             .body(body)
             .send()
             .await;
+        // A receiver asking to wait (429/503 with Retry-After in seconds) is given that long.
+        let mut asked_wait = None;
         let error = match result {
             Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("the CRM answered {}", r.status())),
+            Ok(r) => {
+                asked_wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.min(3600)));
+                Some(format!("the CRM answered {}", r.status()))
+            }
             Err(e) if e.is_timeout() => Some("the CRM did not answer in time".to_owned()),
             Err(e) => Some(format!("cannot reach the CRM: {}", e.without_url())),
         };
@@ -240,7 +250,7 @@ impl CrmWorker {
                     tracing::error!(error = %error, "CRM event older than a week; given up");
                     storage::crm::mark_failed(&self.db, event.id, &error).await
                 } else {
-                    let delay = backoff(event.attempts);
+                    let delay = backoff(event.attempts).max(asked_wait.unwrap_or_default());
                     tracing::warn!(error = %error, attempts = event.attempts, retry_in_s = delay.as_secs(), "CRM delivery failed; will retry");
                     let at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                     storage::crm::retry_at(&self.db, event.id, at, &error).await

@@ -995,3 +995,51 @@ both_databases! {
         second.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_asking_to_retry_later_is_given_that_long() {
+    let w = World::new(&Backend::Sqlite).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let router = axum::Router::new().route(
+        "/crm",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "120")])
+            }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let mut s = w.base.clone();
+    s.crm_webhook_url = Some(format!("http://{addr}/crm"));
+    s.crm_secret = Some(Secret::new("k"));
+    let mut node = w.polling_node(&s, Duration::from_secs(5));
+    let user = User::new(2010).lang("ru").first_name("Анна");
+    w.fake.push(user.command("start", ""));
+    eventually("the CRM was asked once and the event put back", || async {
+        hits.load(Ordering::SeqCst) >= 1
+            && storage::crm::all(&w.db)
+                .await
+                .unwrap()
+                .first()
+                .is_some_and(|e| e.status == "pending" && e.attempts == 1)
+    })
+    .await;
+    let event = storage::crm::all(&w.db).await.unwrap().remove(0);
+    let wait = event.next_attempt_at - w.clock.now_ms();
+    assert!((110_000..=120_000).contains(&wait), "{wait} ms");
+    assert_eq!(
+        event.last_error.as_deref(),
+        Some("the CRM answered 429 Too Many Requests")
+    );
+    node.stop().await;
+    server.abort();
+}
