@@ -46,6 +46,9 @@ pub enum RunError {
     /// The HTTP server could not listen.
     #[error("LEADBOT_HTTP_ADDR: cannot listen on {0}")]
     Http(String),
+    /// The CRM client could not be built.
+    #[error("LEADBOT_CRM_WEBHOOK_URL: {0}")]
+    Crm(String),
 }
 
 /// A listening socket handed to `run` instead of binding `LEADBOT_HTTP_ADDR` (tests bind port 0
@@ -251,6 +254,7 @@ pub async fn run(
     match (&app.settings.webhook_url, &webhook_secret) {
         (Some(url), Some(secret)) => {
             tasks.spawn(register_webhook(
+                db.clone(),
                 bot.clone(),
                 url.clone(),
                 secret.clone(),
@@ -272,7 +276,7 @@ pub async fn run(
             metrics.clone(),
             options.crm_timeout,
         )
-        .map_err(RunError::Telegram)?;
+        .map_err(RunError::Crm)?;
         tasks.spawn(crm.run(stop_rx.clone()));
     }
     tasks.spawn(worker.run(stop_rx.clone()));
@@ -307,6 +311,7 @@ fn webhook_path(url: &str) -> String {
 
 /// Registers the webhook, retrying with backoff until Telegram accepts it.
 async fn register_webhook(
+    db: Db,
     bot: telegram::Client,
     url: String,
     secret: Secret,
@@ -318,6 +323,9 @@ async fn register_webhook(
         match telegram::webhook::register(&bot, &url, secret.expose(), &token).await {
             Ok(()) => {
                 tracing::info!("webhook registered; Telegram will post updates");
+                if let Err(e) = storage::ops::note_webhook_registered(&db, &url).await {
+                    tracing::warn!(error = %e, "cannot note the webhook; polling later may start late");
+                }
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "setWebhook failed; retrying"),

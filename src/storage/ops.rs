@@ -16,6 +16,7 @@ use sqlx::postgres::PgConnection;
 use super::{Db, StorageError, Tx, with_db};
 
 const WEBHOOK_SECRET_KEY: &str = "webhook_secret";
+const WEBHOOK_SET_KEY: &str = "webhook_registered";
 
 /// This process as a replica: its id (stamped on the rows it claims) and what keeps it alive.
 pub struct Instance {
@@ -243,6 +244,28 @@ pub async fn webhook_secret(db: &Db, fresh: &str) -> Result<String, StorageError
     db.kv_get(WEBHOOK_SECRET_KEY)
         .await?
         .ok_or_else(|| StorageError::Corrupt("the webhook secret vanished".into()))
+}
+
+/// Notes that this bot registered a webhook (so polling later knows to remove it first).
+pub async fn note_webhook_registered(db: &Db, url: &str) -> Result<(), StorageError> {
+    let mut tx = db.begin().await?;
+    tx.kv_set(WEBHOOK_SET_KEY, url).await?;
+    tx.commit().await
+}
+
+/// Whether this bot registered a webhook that was not removed since.
+pub async fn webhook_registered(db: &Db) -> Result<bool, StorageError> {
+    Ok(db.kv_get(WEBHOOK_SET_KEY).await?.is_some())
+}
+
+/// Forgets the note once the webhook is removed.
+pub async fn note_webhook_removed(db: &Db) -> Result<(), StorageError> {
+    with_db!(db, |c| sqlx::query("DELETE FROM kv WHERE key = $1")
+        .bind(WEBHOOK_SET_KEY)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
 }
 
 /// A fresh webhook secret: 48 characters of A-Za-z0-9 from OS randomness.

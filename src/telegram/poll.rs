@@ -30,9 +30,18 @@ impl Poller {
     /// Polls until `shutdown` turns true. Errors are logged and retried with backoff.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
-        // Telegram refuses getUpdates while a webhook is set (the bot may have run in webhook
-        // mode before); removing it keeps the updates Telegram holds.
-        self.remove_webhook().await;
+        // Telegram refuses getUpdates while a webhook is set: after running in webhook mode the
+        // bot removes it first (keeping the updates Telegram holds). A webhook set some other way
+        // shows up as a refused getUpdates, handled below.
+        if crate::storage::ops::webhook_registered(&self.db)
+            .await
+            .unwrap_or(true)
+        {
+            tokio::select! {
+                _ = self.remove_webhook() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         loop {
             if *shutdown.borrow() {
                 break;
@@ -123,8 +132,14 @@ impl Poller {
 
 impl Poller {
     async fn remove_webhook(&self) {
-        if let Err(e) = super::webhook::remove(&self.bot, &self.token).await {
-            tracing::warn!(error = %e, "deleteWebhook failed; polling may be refused");
+        match super::webhook::remove(&self.bot, &self.token).await {
+            Ok(()) => {
+                tracing::info!("webhook removed; polling");
+                if let Err(e) = crate::storage::ops::note_webhook_removed(&self.db).await {
+                    tracing::warn!(error = %e, "cannot note the webhook's removal");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "deleteWebhook failed; polling may be refused"),
         }
     }
 }

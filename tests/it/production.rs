@@ -1043,3 +1043,25 @@ async fn a_crm_asking_to_retry_later_is_given_that_long() {
     node.stop().await;
     server.abort();
 }
+
+both_databases! {
+    async fn a_webhook_set_elsewhere_is_removed_when_polling_is_refused(backend: Backend) {
+        use teloxide::prelude::Requester;
+        let w = World::new(&backend).await;
+        let url = reqwest::Url::parse("https://elsewhere.example.com/hook").unwrap();
+        w.fake.bot().set_webhook(url).await.expect("a webhook set by another tool");
+        let mut node = Node::start(&w.base, &w.clock, None, Duration::from_secs(5));
+        let user = User::new(2011).lang("ru").first_name("Анна");
+        w.fake.push(user.command("start", ""));
+        bot_says(&w.fake, user.id, "согласие").await;
+        assert!(w.fake.read(|s| s.webhook().is_none()));
+        let refused = w
+            .fake
+            .requests_for("getUpdates")
+            .iter()
+            .filter(|r| r.status != Some(200))
+            .count();
+        assert!(refused >= 1);
+        node.stop().await;
+    }
+}
