@@ -146,7 +146,6 @@ pub async fn run(
     // the other replicas this one is alive.
     let instance = storage::ops::join(&db, &settings.database_url).await?;
     let instance_id = instance.id;
-    let instance = Arc::new(tokio::sync::Mutex::new(instance));
     let clock = options.clock.clone();
     let scripts = Scripts::new(catalog);
     scripts.remember_all(&db, clock.now_ms()).await?;
@@ -283,7 +282,7 @@ pub async fn run(
     tasks.spawn(processor.run(stop_rx.clone()));
     tasks.spawn(timers(
         app.clone(),
-        instance.clone(),
+        instance.lease(),
         options.timer_tick,
         stop_rx.clone(),
     ));
@@ -341,7 +340,7 @@ async fn register_webhook(
 /// Periodic work: SLA re-announcements, and taking over the claims of replicas that died.
 async fn timers(
     app: Arc<App>,
-    instance: Arc<tokio::sync::Mutex<storage::ops::Instance>>,
+    lease: storage::ops::Lease,
     tick: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -349,13 +348,10 @@ async fn timers(
         if *shutdown.borrow() {
             break;
         }
-        let me = {
-            let mut instance = instance.lock().await;
-            if let Err(e) = instance.keep_alive(&app.db).await {
-                tracing::warn!(error = %e, "cannot renew this replica's liveness lock");
-            }
-            instance.id
-        };
+        if let Err(e) = lease.keep_alive(&app.db).await {
+            tracing::warn!(error = %e, "cannot renew this replica's liveness lock");
+        }
+        let me = lease.id();
         // SQLite has one process, whose leftovers were put back at start-up.
         let orphans = if app.db.is_postgres() {
             storage::ops::release_orphans(&app.db, me).await

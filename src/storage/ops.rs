@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -22,10 +23,17 @@ const WEBHOOK_SET_KEY: &str = "webhook_registered";
 pub struct Instance {
     /// Negative, random; never a Telegram user id.
     pub id: i64,
-    /// PostgreSQL: the connection holding the liveness lock.
-    _lease: Option<PgConnection>,
-    /// SQLite: the locked file that keeps a second process out.
+    lease: Lease,
+    /// SQLite: the locked file that keeps a second process out. Owned here only, so the lock
+    /// goes the moment `run` ends, however it ends.
     _lock_file: Option<File>,
+}
+
+/// PostgreSQL: the connection holding the liveness lock, shared with the task that renews it.
+#[derive(Clone)]
+pub struct Lease {
+    id: i64,
+    conn: Option<Arc<tokio::sync::Mutex<PgConnection>>>,
 }
 
 /// Why this process cannot join.
@@ -85,7 +93,10 @@ pub async fn join(db: &Db, database_url: &str) -> Result<Instance, JoinError> {
                 .map_err(StorageError::from)?;
             Ok(Instance {
                 id,
-                _lease: Some(conn),
+                lease: Lease {
+                    id,
+                    conn: Some(Arc::new(tokio::sync::Mutex::new(conn))),
+                },
                 _lock_file: None,
             })
         }
@@ -93,7 +104,7 @@ pub async fn join(db: &Db, database_url: &str) -> Result<Instance, JoinError> {
             let Some(file) = sqlite_file(database_url) else {
                 return Ok(Instance {
                     id,
-                    _lease: None,
+                    lease: Lease { id, conn: None },
                     _lock_file: None,
                 });
             };
@@ -109,7 +120,7 @@ pub async fn join(db: &Db, database_url: &str) -> Result<Instance, JoinError> {
             match f.try_lock() {
                 Ok(()) => Ok(Instance {
                     id,
-                    _lease: None,
+                    lease: Lease { id, conn: None },
                     _lock_file: Some(f),
                 }),
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -124,13 +135,26 @@ pub async fn join(db: &Db, database_url: &str) -> Result<Instance, JoinError> {
 }
 
 impl Instance {
+    /// The liveness lease, for the task that renews it.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+}
+
+impl Lease {
+    /// The instance id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
     /// Keeps the liveness lock (PostgreSQL): when its connection was lost (a database restart),
     /// takes the lock again on a new one. Until then other replicas may take over this one's
     /// in-flight rows, so a message being sent at that moment may go out twice.
-    pub async fn keep_alive(&mut self, db: &Db) -> Result<(), StorageError> {
-        let (Some(conn), Db::Postgres(pool)) = (&mut self._lease, db) else {
+    pub async fn keep_alive(&self, db: &Db) -> Result<(), StorageError> {
+        let (Some(conn), Db::Postgres(pool)) = (&self.conn, db) else {
             return Ok(());
         };
+        let mut conn = conn.lock().await;
         if conn.ping().await.is_ok() {
             return Ok(());
         }
@@ -140,7 +164,7 @@ impl Instance {
             .bind(self.id)
             .execute(&mut fresh)
             .await?;
-        self._lease = Some(fresh);
+        *conn = fresh;
         Ok(())
     }
 }

@@ -1065,3 +1065,22 @@ both_databases! {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_process_leaves_the_sqlite_file_free_at_once() {
+    let w = World::new(&Backend::Sqlite).await;
+    let user = User::new(2012).lang("ru").first_name("Анна");
+    for round in 0..3 {
+        let mut node = Node::start(&w.base, &w.clock, None, Duration::from_secs(5));
+        if round == 0 {
+            w.fake.push(user.command("start", "vk_ads"));
+        }
+        bot_says(&w.fake, user.id, "согласие").await;
+        node.kill().await;
+    }
+    let mut node = Node::start(&w.base, &w.clock, None, Duration::from_secs(5));
+    let consent = last_with_buttons(&w.fake, user.id);
+    w.fake.push(user.presses_button(&consent, "Согласен"));
+    bot_says(&w.fake, user.id, "Как к вам обращаться").await;
+    node.stop().await;
+}
