@@ -824,6 +824,19 @@ async fn two_replicas_on_postgresql_split_updates_without_doubles_and_keep_each_
         .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Горячий лид")))
         .count();
     assert_eq!(total_cards, users.len());
+    // Each replica counts what it received; together, every update once.
+    let mut received = 0.0;
+    for node in [&a, &b] {
+        let (_, text) = get(&node.url("/metrics")).await;
+        let m = parse_metrics(&text);
+        let n = m["leadbot_updates_received_total{intake=\"webhook\"}"];
+        assert!(n > 0.0, "both replicas took updates");
+        received += n;
+        // The shared state reads the same on both.
+        assert_eq!(m["leadbot_leads{temperature=\"hot\"}"], users.len() as f64);
+    }
+    let posted = intake.answered_us.lock().expect("timings").len();
+    assert_eq!(received, posted as f64);
     let (median, slowest) = intake.answer_times_ms();
     eprintln!(
         "webhook answers over {} POSTs: median {median:.1} ms, slowest {slowest:.1} ms",
