@@ -21,7 +21,7 @@ both_databases! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_503_when_the_database_is_gone() {
     let Some(backend) =
-        Backend::postgres("production::health::healthz_answers_503_when_the_database_is_gone")
+        Backend::postgres("it::production::health::healthz_answers_503_when_the_database_is_gone")
     else {
         return;
     };

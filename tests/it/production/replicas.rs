@@ -182,7 +182,7 @@ async fn a_replica_that_dies_mid_delivery_leaves_its_messages_to_the_survivor() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sla_reminders_fire_once_across_replicas() {
-    let Some(backend) = pg_only("production::replicas::sla_reminders_fire_once_across_replicas")
+    let Some(backend) = pg_only("it::production::replicas::sla_reminders_fire_once_across_replicas")
     else {
         return;
     };
