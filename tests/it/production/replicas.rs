@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgresql_split_updates_without_doubles_and_keep_each_leads_order() {
     let Some(backend) = pg_only(
-        "production::replicas::two_replicas_on_postgresql_split_updates_without_doubles_and_keep_each_leads_order",
+        "it::production::replicas::two_replicas_on_postgresql_split_updates_without_doubles_and_keep_each_leads_order",
     ) else {
         return;
     };
@@ -140,7 +140,7 @@ async fn two_replicas_on_postgresql_split_updates_without_doubles_and_keep_each_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_dies_mid_delivery_leaves_its_messages_to_the_survivor() {
     let Some(backend) = pg_only(
-        "production::replicas::a_replica_that_dies_mid_delivery_leaves_its_messages_to_the_survivor",
+        "it::production::replicas::a_replica_that_dies_mid_delivery_leaves_its_messages_to_the_survivor",
     ) else {
         return;
     };
@@ -182,7 +182,8 @@ async fn a_replica_that_dies_mid_delivery_leaves_its_messages_to_the_survivor() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sla_reminders_fire_once_across_replicas() {
-    let Some(backend) = pg_only("it::production::replicas::sla_reminders_fire_once_across_replicas")
+    let Some(backend) =
+        pg_only("it::production::replicas::sla_reminders_fire_once_across_replicas")
     else {
         return;
     };
