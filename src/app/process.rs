@@ -74,13 +74,23 @@ impl Processor {
         }
         let n = groups.iter().map(Vec::len).sum();
         let app = &self.app;
+        let busy = std::sync::atomic::AtomicUsize::new(0);
+        let busy = &busy;
+        let groups_n = groups.len();
         let failed: Vec<Option<(i64, i64)>> =
             futures::future::join_all(groups.into_iter().map(|group| async move {
                 for u in group {
                     // A bug must not take the processor down: a panic is caught and counted as a failure.
-                    let result = AssertUnwindSafe(apply_update(app, &u)).catch_unwind().await;
+                    let result = AssertUnwindSafe(apply(app, &u, Lock::Try))
+                        .catch_unwind()
+                        .await;
                     let error = match result {
-                        Ok(Ok(())) => continue,
+                        Ok(Ok(Applied::Yes)) => continue,
+                        Ok(Ok(Applied::Busy)) => {
+                            // Another replica holds this user; it carries on with the rest.
+                            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "the handler panicked".to_owned(),
                     };
@@ -100,6 +110,10 @@ impl Processor {
             deferred.extend(failed.into_iter().flatten());
         }
         self.app.outbox_wake.notify_one();
+        if busy.load(std::sync::atomic::Ordering::Relaxed) == groups_n {
+            // Everything pending belongs to users another replica is on: wait instead of spinning.
+            return Ok(Round::Empty);
+        }
         Ok(Round::Done(n))
     }
 
@@ -124,13 +138,48 @@ impl Processor {
     }
 }
 
-/// Applies one stored update in one transaction.
-#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
+/// Whether to wait for a user another replica is working on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Wait,
+    Try,
+}
+
+/// What became of an update.
+enum Applied {
+    /// Applied now, or found applied already.
+    Yes,
+    /// Another replica is applying this user's updates; left to it.
+    Busy,
+}
+
+/// Applies one stored update in one transaction (waiting if another replica holds its user).
 pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::ProspectError> {
+    apply(app, u, Lock::Wait).await.map(|_| ())
+}
+
+#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
+async fn apply(
+    app: &App,
+    u: &StoredUpdate,
+    lock: Lock,
+) -> Result<Applied, prospect::ProspectError> {
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
+    // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
+    // pending check below runs after the lock, so it sees what another replica just committed.
+    // An update without a user locks on its own id (a harmless overlap with some user's key).
+    let key = u.user_id.unwrap_or(u.update_id);
+    match lock {
+        Lock::Wait => crate::storage::ops::lock_user(&mut ctx.tx, key).await?,
+        Lock::Try => {
+            if !crate::storage::ops::try_lock_user(&mut ctx.tx, key).await? {
+                return Ok(Applied::Busy);
+            }
+        }
+    }
     if !updates::is_pending(&mut ctx.tx, u.update_id).await? {
-        return Ok(());
+        return Ok(Applied::Yes);
     }
     let note = match serde_json::from_str::<teloxide::types::Update>(&u.payload) {
         Ok(update) => {
@@ -148,7 +197,7 @@ pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::P
     if enqueued {
         app.outbox_wake.notify_one();
     }
-    Ok(())
+    Ok(Applied::Yes)
 }
 
 async fn handle(

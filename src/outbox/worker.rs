@@ -35,13 +35,18 @@ pub struct Worker {
     /// The staff chat: in a forum, messages about a lead go to the lead's topic.
     pub staff_chat_id: i64,
     pub staff_forum: Arc<ForumFlag>,
+    /// The instance id stamped on claimed rows (see `storage::ops`).
+    pub owner: Option<i64>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Worker {
     /// One round: claim due rows (one per chat), send them concurrently, record outcomes.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, StorageError> {
-        let rows = storage::outbox::claim_due(&self.db, self.clock.now_ms(), self.batch).await?;
+        let rows =
+            storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), self.batch, self.owner)
+                .await?;
         if rows.is_empty() {
             return Ok(Step::Empty);
         }
@@ -68,10 +73,24 @@ impl Worker {
             }
         };
         let action = self.in_lead_topic(&row, action).await?;
+        let started = std::time::Instant::now();
         let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
+        self.metrics
+            .observe_bot_api(crate::metrics::method_of(&action), started.elapsed());
+        if let Err(e) = &outcome {
+            self.metrics.telegram_error(match e {
+                SendError::RetryAfter(_) => "rate_limited",
+                SendError::Blocked(_) => "blocked",
+                SendError::Permanent(_) => "permanent",
+                SendError::Transient(_) => "transient",
+            });
+        }
         let now = self.clock.now_ms();
         match outcome {
             Ok(message_id) => {
+                if row.idempotency_key.starts_with("alert:") {
+                    self.metrics.alerts_sent.inc();
+                }
                 let mid = message_id.map(i64::from);
                 storage::outbox::mark_sent(&self.db, row.id, mid, now).await?;
                 if let (Action::CreateTopic { .. }, Some(lead_id), Some(topic)) =

@@ -158,6 +158,7 @@ pub async fn take(
     storage::leads::save(&mut ctx.tx, &lead).await?;
     record_action(ctx, lead.id, who, "took the lead").await?;
     edit_card(app, ctx, &lead).await?;
+    crate::crm::record(app, ctx, crate::crm::LeadEvent::Taken, &lead).await?;
     tracing::info!(lead_id, manager_id = who.id, "lead taken");
     Ok("Лид ваш. Ответьте на карточку, чтобы написать клиенту.".into())
 }
@@ -196,6 +197,12 @@ pub async fn close(
     )
     .await?;
     edit_card(app, ctx, &lead).await?;
+    let event = if outcome == "won" {
+        crate::crm::LeadEvent::Won
+    } else {
+        crate::crm::LeadEvent::Lost
+    };
+    crate::crm::record(app, ctx, event, &lead).await?;
     Ok(if outcome == "won" {
         "Отмечено: выиграна."
     } else {

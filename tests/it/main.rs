@@ -3,6 +3,7 @@
 
 mod capture;
 mod fake_telegram_tests;
+mod production;
 mod prospect;
 mod staff;
 mod support;

@@ -186,6 +186,7 @@ impl TestApp {
             poll_timeout_secs: 1,
             request_timeout: Duration::from_secs(5),
             timer_tick: Duration::from_millis(50),
+            ..RunOptions::default()
         }
     }
 

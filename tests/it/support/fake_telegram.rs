@@ -205,6 +205,17 @@ impl FakeTelegram {
         Ok(response.status().as_u16())
     }
 
+    /// Builds an update as Telegram would POST it in webhook mode (the chat is updated as for
+    /// [`Self::push`]) and returns its `update_id` and JSON body, for tests that post it
+    /// themselves (to one of several replicas, twice, or without the secret).
+    pub fn webhook_body(&self, update: Update) -> (i64, String) {
+        self.shared.update(|s| {
+            let (update_id, _) = s.push(update);
+            let json = s.updates.pop_back().map(|u| u.json.to_string());
+            (update_id, json.unwrap_or_default())
+        })
+    }
+
     /// Introduces a group, supergroup or forum so messages to it render with its title and type.
     pub fn add_chat(&self, chat: &Chat) {
         let json = chat.json();
