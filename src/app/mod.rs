@@ -379,6 +379,9 @@ async fn timers(
         if let Err(e) = crate::staff::sla::step(&app).await {
             tracing::warn!(error = %e, "SLA round failed; retrying");
         }
+        if let Err(e) = crate::staff::digest::step(&app).await {
+            tracing::warn!(error = %e, "daily digest round failed; retrying");
+        }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = shutdown.changed() => {}

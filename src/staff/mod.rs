@@ -4,6 +4,7 @@ pub mod alert;
 pub mod card;
 pub mod chart;
 pub mod commands;
+pub mod digest;
 pub mod relay;
 pub mod sla;
 pub mod stats;

@@ -327,7 +327,9 @@ both_databases! {
             body["from"]["is_bot"] = serde_json::json!(true);
             body
         });
-        let before = app.fake.bot_messages_in(STAFF_CHAT).len();
+        // (The daily digest may be posted at any moment; it is not an answer.)
+        let answers = |app: &TestApp| app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| !m.text.as_deref().unwrap_or_default().contains("Сводка за сутки")).count();
+        let before = answers(&app);
         app.fake.push(update);
         app.settle().await;
         let db = app.db.clone();
@@ -337,6 +339,46 @@ both_databases! {
         })
         .await;
         app.settle().await;
-        assert_eq!(app.fake.bot_messages_in(STAFF_CHAT).len(), before, "no answer to another bot");
+        assert_eq!(answers(&app), before, "no answer to another bot");
+    }
+}
+
+both_databases! {
+    async fn a_hot_lead_still_waiting_after_the_reminders_is_in_the_daily_digest_once(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(3601).lang("ru");
+        let (id, _card) = hot_lead(&app, &user).await;
+        let is_digest = |m: &StoredMessage| m.from_bot && m.text.as_deref().is_some_and(|t| t.contains("Сводка за сутки"));
+        // Move past three SLA periods so the re-announcements run out.
+        for n in 1..=3 {
+            app.clock.advance(Duration::from_secs(15 * 60 + 1));
+            let db = app.db.clone();
+            eventually("a re-announcement", || {
+                let db = db.clone();
+                async move { storage::leads::get(&db, id).await.ok().flatten().is_some_and(|l| l.sla_reminders >= n) }
+            })
+            .await;
+        }
+        // A day later the digest lists the lead (the digest hour has passed by then, whatever the time now).
+        app.clock.advance(Duration::from_secs(24 * 60 * 60));
+        let needle = format!("/lead {id}");
+        let digest = app.fake
+            .wait_for_message(STAFF_CHAT, WAIT, |m| is_digest(m) && m.text.as_deref().is_some_and(|t| t.contains(&needle)))
+            .await
+            .expect("the daily digest lists the waiting lead");
+        let text = digest.text.clone().unwrap_or_default();
+        assert!(text.contains("без менеджера"), "{text}");
+        let digests = app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| is_digest(m)).count();
+        assert!(digests <= 2, "at most one for the first day and one for the next");
+        // Later ticks the same day post nothing more.
+        app.clock.advance(Duration::from_secs(60));
+        let ticks = app.fake.read(|s| s.polls_started());
+        app.fake.wait_until(WAIT, |s| s.polls_started() >= ticks + 3).await.expect("the bot keeps running");
+        app.settle().await;
+        assert_eq!(app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| is_digest(m)).count(), digests);
+        // A taken lead leaves the digest.
+        let lead = storage::leads::get(&app.db, id).await.unwrap().unwrap();
+        assert!(lead.manager_id.is_none());
+        assert_eq!(storage::leads::unclaimed_hot(&app.db, 3, 10).await.unwrap().len(), 1);
     }
 }
