@@ -59,6 +59,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
             print!("{}", crate::staff::stats::render(&stats));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Broadcast { command } => crate::broadcast::cli::execute(command, &settings).await,
         Command::Leads {
             command:
                 LeadsCommand::Export {

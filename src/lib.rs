@@ -2,8 +2,10 @@
 //!
 //! - [`dialogue`]: the pure engine — dialogue files, checks, graph, `advance()`.
 //! - [`domain`]: newtypes that parse at the edge (phone, e-mail, name, source, temperature).
+//! - [`broadcast`]: limited-time offers — segments, HTML checks, the rate-limited sender, clicks.
 
 pub mod app;
+pub mod broadcast;
 pub mod cli;
 pub mod clock;
 pub mod commands;

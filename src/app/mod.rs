@@ -4,6 +4,7 @@ pub mod ctx;
 pub mod event;
 pub mod process;
 pub mod prospect;
+pub mod reminders;
 pub mod scripts;
 pub mod texts;
 
@@ -148,6 +149,12 @@ pub async fn run(
         wake: outbox_wake.clone(),
         batch: 64,
     };
+    let sender = crate::broadcast::sender::Sender {
+        app: app.clone(),
+        bot: bot.clone(),
+        token: token.expose().to_owned(),
+        tick: options.timer_tick,
+    };
     let processor = process::Processor {
         app: app.clone(),
         stored: stored.clone(),
@@ -161,6 +168,7 @@ pub async fn run(
     tasks.spawn(worker.run(stop_rx.clone()));
     tasks.spawn(processor.run(stop_rx.clone()));
     tasks.spawn(timers(app.clone(), options.timer_tick, stop_rx.clone()));
+    tasks.spawn(sender.run(stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -175,7 +183,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Periodic work: SLA re-announcements.
+/// Periodic work: SLA re-announcements and reminders.
 async fn timers(app: Arc<App>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow() {
@@ -183,6 +191,9 @@ async fn timers(app: Arc<App>, tick: Duration, mut shutdown: watch::Receiver<boo
         }
         if let Err(e) = crate::staff::sla::step(&app).await {
             tracing::warn!(error = %e, "SLA round failed; retrying");
+        }
+        if let Err(e) = reminders::step(&app).await {
+            tracing::warn!(error = %e, "reminder round failed; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

@@ -197,11 +197,19 @@ pub async fn on_message(
                 Content::Media(kind) => Input::Media(kind),
                 Content::Command { .. } => Input::Start,
             };
+            // After an offer click asked for a phone, a number is kept rather than relayed.
+            let phone_taken = match (&script, session.position, phone_candidate(&input)) {
+                (Some(_), Position::Ended(_), Some(candidate)) => {
+                    crate::broadcast::offer::take_phone(ctx, &mut lead, candidate, lang).await?
+                }
+                _ => false,
+            };
             match (&script, session.position) {
                 (Some(script), Position::Waiting(_)) => {
                     let tr = dialogue::advance(script, &session, input);
                     apply(app, ctx, &mut lead, script, tr).await?;
                 }
+                (Some(_), Position::Ended(_)) if phone_taken => {}
                 (Some(_), Position::Ended(_)) => {
                     let original = match input {
                         Input::Text(t) => Content::Text(t),
@@ -226,6 +234,15 @@ pub async fn on_message(
     }
     storage::leads::save(&mut ctx.tx, &lead).await?;
     Ok(())
+}
+
+/// A typed number or the sender's own shared contact.
+fn phone_candidate(input: &Input) -> Option<&str> {
+    match input {
+        Input::Text(t) => Some(t),
+        Input::Contact { phone, own: true } => Some(phone),
+        _ => None,
+    }
 }
 
 /// An edited message: edits are not read, so say so and ask again.
@@ -354,7 +371,14 @@ pub async fn on_callback(
             );
             notice = Some(t(lang, Key::NotForYou));
         }
-        Some(Ok(CallbackData::Offer(_))) | Some(Err(_)) | None => {
+        Some(Ok(CallbackData::Offer(id))) => {
+            record_inbound(ctx, &lead, "button", "offer").await?;
+            let n =
+                crate::broadcast::offer::on_click(app, ctx, &mut lead, script.as_deref(), lang, id)
+                    .await?;
+            notice = Some(n);
+        }
+        Some(Err(_)) | None => {
             tracing::warn!(user_id = from.id, "unrecognised button press; refused");
             notice = Some(t(lang, Key::StaleButton));
         }
@@ -500,7 +524,8 @@ async fn apply(
     Ok(())
 }
 
-fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
+/// The keyboard of a dialogue message.
+pub(crate) fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
     match keyboard {
         Keyboard::None => Markup::None,
         Keyboard::Choices(choices) => Markup::Inline {

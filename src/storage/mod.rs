@@ -6,10 +6,12 @@
 //! dialects differ (row locks, `SKIP LOCKED`), the variants sit side by side. Times are Unix
 //! milliseconds.
 
+pub mod broadcasts;
 pub mod dialogues;
 pub mod leads;
 pub mod messages;
 pub mod outbox;
+pub mod reminders;
 pub mod stats;
 pub mod updates;
 

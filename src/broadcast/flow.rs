@@ -1,0 +1,1 @@
+//! The staff chat's guided `/broadcast` (filled in below).
