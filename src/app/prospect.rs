@@ -198,18 +198,18 @@ pub async fn on_message(
                 Content::Command { .. } => Input::Start,
             };
             // After an offer click asked for a phone, a number is kept rather than relayed.
-            let phone_taken = match (&script, session.position, phone_candidate(&input)) {
-                (Some(_), Position::Ended(_), Some(candidate)) => {
+            let phone_taken = match (session.position, phone_candidate(&input)) {
+                (Position::Waiting(_), _) | (_, None) => false,
+                (_, Some(candidate)) => {
                     crate::broadcast::offer::take_phone(ctx, &mut lead, candidate, lang).await?
                 }
-                _ => false,
             };
             match (&script, session.position) {
+                _ if phone_taken => {}
                 (Some(script), Position::Waiting(_)) => {
                     let tr = dialogue::advance(script, &session, input);
                     apply(app, ctx, &mut lead, script, tr).await?;
                 }
-                (Some(_), Position::Ended(_)) if phone_taken => {}
                 (Some(_), Position::Ended(_)) => {
                     let original = match input {
                         Input::Text(t) => Content::Text(t),

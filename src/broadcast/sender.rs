@@ -125,7 +125,8 @@ impl Sender {
     /// One round: housekeeping when due, then claims for every running broadcast.
     async fn round(&self, st: &mut State) -> Result<bool, StorageError> {
         let now = self.app.clock.now_ms();
-        if now.saturating_sub(st.last_housekeeping) >= HOUSEKEEPING_MS || now < st.last_housekeeping {
+        if now.saturating_sub(st.last_housekeeping) >= HOUSEKEEPING_MS || now < st.last_housekeeping
+        {
             self.housekeeping(st, now).await?;
             st.last_housekeeping = now;
         }

@@ -58,9 +58,16 @@ async fn seed(db: &Db, seeds: &[Seed], now: i64) -> Vec<i64> {
             language_code: Some("ru"),
             source: s.source,
         };
-        let mut l = leads::insert(&mut tx, &new, now).await.expect("insert lead");
+        let mut l = leads::insert(&mut tx, &new, now)
+            .await
+            .expect("insert lead");
         l.temperature = s.temperature.into();
         l.score = s.score;
+        // The session carries the score the engine adds to.
+        l.session = format!(
+            r#"{{"position":{{"at":"not_started"}},"score":{}}}"#,
+            s.score
+        );
         l.status = "qualified".into();
         l.marketing_consent_at = s.consent.then_some(now);
         l.consent_at = Some(now);
@@ -75,7 +82,13 @@ async fn seed(db: &Db, seeds: &[Seed], now: i64) -> Vec<i64> {
 }
 
 /// Schedules a broadcast starting now.
-async fn create(app: &TestApp, text: &str, button: Option<&str>, segment: &str, expires_in: Duration) -> i64 {
+async fn create(
+    app: &TestApp,
+    text: &str,
+    button: Option<&str>,
+    segment: &str,
+    expires_in: Duration,
+) -> i64 {
     let now = app.clock.now_ms();
     let segment = Segment::parse(segment).expect("segment");
     store::insert(
@@ -103,13 +116,21 @@ where
 {
     let until = tokio::time::Instant::now() + deadline;
     while !check().await {
-        assert!(tokio::time::Instant::now() < until, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 async fn status_of(db: &Db, id: i64) -> String {
-    store::get(db, id).await.ok().flatten().map(|b| b.status).unwrap_or_default()
+    store::get(db, id)
+        .await
+        .ok()
+        .flatten()
+        .map(|b| b.status)
+        .unwrap_or_default()
 }
 
 async fn wait_done(app: &TestApp, id: i64, deadline: Duration) {
@@ -125,7 +146,11 @@ fn offers_per_chat(app: &TestApp) -> HashMap<i64, usize> {
         let mut per: HashMap<i64, usize> = HashMap::new();
         for r in s.requests_for("sendMessage") {
             let ok = r.status == Some(200);
-            let chat = r.params.get("chat_id").and_then(|v| v.as_i64()).unwrap_or(0);
+            let chat = r
+                .params
+                .get("chat_id")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0);
             let is_offer = r.params.to_string().contains("\"callback_data\":\"u\"");
             if ok && is_offer {
                 *per.entry(chat).or_default() += 1;
@@ -141,7 +166,10 @@ async fn answered(app: &TestApp, words: &str) {
     app.fake
         .wait_for_request(WAIT, |r| {
             r.method == "answerCallbackQuery"
-                && r.params.get("text").and_then(|t| t.as_str()).is_some_and(|t| t.contains(&words))
+                && r.params
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| t.contains(&words))
         })
         .await
         .unwrap_or_else(|e| panic!("no answer with {words:?}: {e}"));
@@ -300,7 +328,9 @@ both_databases! {
 
 /// Quiet hours that hold now and end within 90 minutes (business time zone).
 fn quiet_now() -> QuietHours {
-    let local = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Moscow).time();
+    let local = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Moscow)
+        .time();
     QuietHours {
         from: local - chrono::TimeDelta::minutes(30),
         to: local + chrono::TimeDelta::minutes(90),
@@ -447,4 +477,3 @@ both_databases! {
         assert_eq!(offers_per_chat(&app).len() as i64, sent, "no sends after the cancel");
     }
 }
-
