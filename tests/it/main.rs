@@ -4,4 +4,5 @@
 mod broadcast;
 mod fake_telegram_tests;
 mod prospect;
+mod reminders;
 mod support;
