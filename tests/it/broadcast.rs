@@ -477,3 +477,79 @@ both_databases! {
         assert_eq!(offers_per_chat(&app).len() as i64, sent, "no sends after the cancel");
     }
 }
+
+/// Runs `leadbot ARGS` against a database; returns the exit code, stdout and stderr.
+fn leadbot(db_url: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadbot"))
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", db_url)
+        .env("LEADBOT_QUIET_HOURS", "off")
+        .current_dir(dir.path())
+        .output()
+        .expect("run leadbot");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+both_databases! {
+    async fn the_cli_refuses_bad_arguments_with_exit_code_2_and_changes_nothing(backend: Backend) {
+        let test_db = crate::support::app::TestDb::create(&backend).await;
+        let db = Db::connect(&test_db.url).await.expect("db");
+        db.migrate().await.expect("migrate");
+        let long = "x".repeat(65);
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["--text", "Hi", "--segment", "tempreature=cold"], "segment error at position 1"),
+            (vec!["--text", "Hi", "--segment", "temperature=cold|lukewarm"], "position 18"),
+            (vec!["--text", "<div>Hi</div>", "--segment", "all"], "does not accept <div>"),
+            (vec!["--text", "Tom & Jerry", "--segment", "all"], "&amp;"),
+            (vec!["--text", "Hi", "--button", &long, "--segment", "all"], "button"),
+            (vec!["--text", "Hi", "--segment", "all", "--at", "tomorrow"], "--at"),
+            (vec!["--text", "Hi", "--segment", "all", "--expires-in", "soon"], "--expires-in"),
+            (vec!["--text", "Hi", "--segment", "all", "--expires-at", "2020-01-01T00:00:00Z"], "expire"),
+            (vec!["--text", "Hi", "--text-file", "x.html", "--segment", "all"], "cannot be used with"),
+            (vec!["--text", "Hi"], "--segment"),
+            (vec!["--text-file", "missing.html", "--segment", "all"], "--text-file"),
+        ];
+        for (args, words) in cases {
+            let mut full = vec!["broadcast", "create"];
+            full.extend(args.iter());
+            let (code, _, err) = leadbot(&test_db.url, &full);
+            assert_eq!(code, 2, "{full:?}: {err}");
+            assert!(err.contains(words), "{full:?}: {err}");
+        }
+        for sub in ["show", "cancel", "recall"] {
+            let (code, _, err) = leadbot(&test_db.url, &["broadcast", sub, "999"]);
+            assert_eq!(code, 2, "{sub}: {err}");
+            assert!(err.contains("no broadcast #999"), "{sub}: {err}");
+        }
+        assert!(store::list(&db, 10).await.unwrap().is_empty(), "nothing was written");
+
+        let (code, out, err) = leadbot(&test_db.url, &[
+            "broadcast", "create", "--text", "<b>−20%</b> до пятницы", "--button", "Хочу",
+            "--segment", "temperature=cold|warm,inactive=7d", "--expires-in", "2h",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("broadcast #1 scheduled"), "{out}");
+        let b = store::get(&db, 1).await.unwrap().expect("stored");
+        assert_eq!(b.segment, "temperature=cold|warm,inactive=1w");
+        assert_eq!(b.expires_at - b.start_at, 2 * 3_600_000);
+        let (code, out, _) = leadbot(&test_db.url, &["broadcast", "list"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("#1") && out.contains("scheduled"), "{out}");
+        let (code, out, _) = leadbot(&test_db.url, &["broadcast", "show", "1"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("sent: 0/0") && out.contains("button: Хочу"), "{out}");
+        let (code, _, _) = leadbot(&test_db.url, &["broadcast", "cancel", "1"]);
+        assert_eq!(code, 0);
+        assert_eq!(status_of(&db, 1).await, "cancelled");
+        let (code, _, err) = leadbot(&test_db.url, &["broadcast", "cancel", "1"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("cannot be cancelled"), "{err}");
+        db.close().await;
+    }
+}
