@@ -102,6 +102,12 @@ pub async fn on_message(
         }
         tracing::warn!(user_id = from.id, command = %name, "staff command from a non-manager; refused");
     }
+    if let Content::Text(text) = &content
+        && app.settings.managers.contains(&from.id)
+        && crate::broadcast::flow::on_text(app, ctx, from.id, from, text, None).await?
+    {
+        return Ok(());
+    }
     let payload_source = match &content {
         Content::Command { name, args } if name == "start" && !args.is_empty() => {
             Source::parse(args).ok()

@@ -219,7 +219,15 @@ pub async fn audience_size(
 
 /// Stores a new broadcast (status `scheduled`); returns its id.
 pub async fn insert(db: &Db, b: &NewBroadcast<'_>, now: i64) -> Result<i64, StorageError> {
-    let (id,): (i64,) = with_db!(db, |c| {
+    let mut tx = db.begin().await?;
+    let id = insert_in(&mut tx, b, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Stores a new broadcast inside a transaction.
+pub async fn insert_in(tx: &mut Tx, b: &NewBroadcast<'_>, now: i64) -> Result<i64, StorageError> {
+    let (id,): (i64,) = with_tx!(tx, |c| {
         sqlx::query_as(
             "INSERT INTO broadcasts (text, button, segment, score, start_at, expires_at, created_at, created_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -863,6 +871,63 @@ pub async fn clicked_since(tx: &mut Tx, lead_id: i64, since: i64) -> Result<bool
         .await
     })?;
     Ok(row.is_some())
+}
+
+/// A manager's `/broadcast` draft in a chat, if one was touched since `fresh_after`.
+pub async fn draft_get(
+    tx: &mut Tx,
+    chat_id: i64,
+    user_id: i64,
+    fresh_after: i64,
+) -> Result<Option<String>, StorageError> {
+    let row: Option<(String,)> = with_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT draft FROM broadcast_drafts WHERE chat_id = $1 AND user_id = $2 AND updated_at > $3",
+        )
+        .bind(chat_id)
+        .bind(user_id)
+        .bind(fresh_after)
+        .fetch_optional(c)
+        .await
+    })?;
+    Ok(row.map(|(d,)| d))
+}
+
+/// Stores a manager's `/broadcast` draft.
+pub async fn draft_set(
+    tx: &mut Tx,
+    chat_id: i64,
+    user_id: i64,
+    draft: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO broadcast_drafts (chat_id, user_id, draft, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (chat_id, user_id) DO UPDATE SET draft = excluded.draft, updated_at = excluded.updated_at",
+        )
+        .bind(chat_id)
+        .bind(user_id)
+        .bind(draft)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Drops a manager's `/broadcast` draft.
+pub async fn draft_delete(tx: &mut Tx, chat_id: i64, user_id: i64) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query("DELETE FROM broadcast_drafts WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat_id)
+            .bind(user_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
 }
 
 /// Recipient statuses of a broadcast, per lead (tests and `show`).

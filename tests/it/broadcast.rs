@@ -478,6 +478,21 @@ both_databases! {
     }
 }
 
+/// Waits for a bot message in the staff chat containing `needle`.
+async fn staff_sees(app: &TestApp, needle: &str) -> StoredMessage {
+    app.fake
+        .wait_for_message(STAFF_CHAT, WAIT, |m| {
+            m.from_bot && m.visible_text().contains(needle)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "waiting for {needle:?}: {e}\n{}",
+                app.fake.transcript(STAFF_CHAT)
+            )
+        })
+}
+
 /// Runs `leadbot ARGS` against a database; returns the exit code, stdout and stderr.
 fn leadbot(db_url: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -551,5 +566,41 @@ both_databases! {
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("cannot be cancelled"), "{err}");
         db.close().await;
+    }
+}
+
+both_databases! {
+    async fn a_manager_creates_a_broadcast_in_the_staff_chat_step_by_step(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        seed(&app.db, &[Seed::consenting(9501), Seed::consenting(9502), Seed { temperature: "hot", ..Seed::consenting(9503) }], app.clock.now_ms()).await;
+        let staff = crate::support::Chat::supergroup(STAFF_CHAT, "Managers");
+        let manager = User::new(4242).first_name("Мария");
+        let says = |text: &str| manager.in_chat(&staff).text(text);
+        app.fake.push(manager.in_chat(&staff).command("broadcast", ""));
+        staff_sees(&app, "Пришлите текст").await;
+        app.fake.push(says("<div>Скидка</div>"));
+        staff_sees(&app, "Текст не принят").await;
+        app.fake.push(says("<b>Скидка 15%</b> только до воскресенья"));
+        staff_sees(&app, "Текст кнопки").await;
+        app.fake.push(says("Забрать скидку"));
+        staff_sees(&app, "Кому отправить").await;
+        app.fake.push(says("temperature=cold|lukewarm"));
+        staff_sees(&app, "позиция 18").await;
+        app.fake.push(says("temperature=cold|warm"));
+        staff_sees(&app, "сейчас подходит лидов — 2").await;
+        app.fake.push(says("24h"));
+        staff_sees(&app, "Когда начать").await;
+        app.fake.push(says("сейчас"));
+        staff_sees(&app, "получателей сейчас: 2").await;
+        assert!(store::list(&app.db, 10).await.unwrap().is_empty(), "nothing before confirmation");
+        app.fake.push(says("да"));
+        staff_sees(&app, "Рассылка #1 запланирована").await;
+        let b = store::get(&app.db, 1).await.unwrap().expect("created");
+        assert_eq!(b.button.as_deref(), Some("Забрать скидку"));
+        assert_eq!(b.expires_at - b.start_at, 24 * 3_600_000);
+        wait_done(&app, 1, WAIT).await;
+        assert_eq!(offers_per_chat(&app).len(), 2);
+        app.fake.push(manager.in_chat(&staff).command("broadcasts", ""));
+        staff_sees(&app, "отправлено 2/2").await;
     }
 }
