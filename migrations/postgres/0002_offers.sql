@@ -32,6 +32,7 @@ CREATE TABLE broadcast_recipients (
     broadcast_id        BIGINT NOT NULL REFERENCES broadcasts (id),
     lead_id             BIGINT NOT NULL REFERENCES leads (id),
     chat_id             BIGINT NOT NULL,
+    language_code       TEXT,
     status              TEXT NOT NULL DEFAULT 'pending',
     attempts            INTEGER NOT NULL DEFAULT 0,
     next_attempt_at     BIGINT NOT NULL,

@@ -369,9 +369,9 @@ fn parse_clause(chars: &[char], start: usize, end: usize) -> Result<Filter, Segm
     }
 }
 
-/// A duration in its shortest exact form: `7d`, `90m`, `2w`.
+/// A duration in its largest exact unit up to days: `7d`, `90m`, `36h`.
 pub fn format_secs(secs: u64) -> String {
-    for (unit, n) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
         if secs >= n && secs % n == 0 {
             return format!("{}{unit}", secs / n);
         }
@@ -443,7 +443,7 @@ mod tests {
         );
         assert_eq!(
             s.to_string(),
-            "temperature=cold|warm,source=vk_*,inactive=1w"
+            "temperature=cold|warm,source=vk_*,inactive=7d"
         );
     }
 

@@ -12,6 +12,7 @@
 //! - Recalls delete sent messages (within 48 hours of sending).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,11 +54,15 @@ pub struct Sender {
 
 type Pauses = Arc<Mutex<HashMap<i64, i64>>>;
 
+type Shared<T> = Arc<Mutex<T>>;
+
 struct State {
     global: Bucket,
-    per_chat: PerChat,
+    per_chat: Shared<PerChat>,
     running: Vec<Arc<Broadcast>>,
-    empty: HashSet<i64>,
+    /// Broadcasts a claim found with nothing due (until the next housekeeping).
+    empty: Shared<HashSet<i64>>,
+    recheck: Arc<AtomicBool>,
     /// Broadcasts whose progress message must be updated as soon as allowed.
     dirty: HashSet<i64>,
     last_housekeeping: i64,
@@ -82,9 +87,10 @@ impl Sender {
         }
         let mut st = State {
             global: Bucket::new(self.app.settings.broadcast_rate, 1),
-            per_chat: PerChat::new(1),
+            per_chat: Arc::new(Mutex::new(PerChat::new(1))),
             running: Vec::new(),
-            empty: HashSet::new(),
+            empty: Arc::new(Mutex::new(HashSet::new())),
+            recheck: Arc::new(AtomicBool::new(false)),
             dirty: HashSet::new(),
             last_housekeeping: i64::MIN,
             pauses: Arc::new(Mutex::new(HashMap::new())),
@@ -133,12 +139,18 @@ impl Sender {
         if super::is_quiet(&self.app.settings, now) {
             return Ok(false);
         }
+        if st.recheck.swap(false, Ordering::SeqCst) {
+            // A claim found a broadcast empty: look for its completion soon.
+            st.last_housekeeping = i64::MIN;
+        }
         let mut worked = false;
         for b in st.running.clone() {
-            if st.empty.contains(&b.id) || b.expires_at <= now || paused(&st.pauses, b.id, now) {
-                continue;
-            }
             for _ in 0..CLAIMS_PER_ROUND {
+                let now = self.app.clock.now_ms();
+                if is_empty(&st.empty, b.id) || b.expires_at <= now || paused(&st.pauses, b.id, now)
+                {
+                    break;
+                }
                 let now = loop {
                     let now = self.app.clock.now_ms();
                     match st.global.try_acquire(now) {
@@ -149,39 +161,27 @@ impl Sender {
                         }
                     }
                 };
-                if paused(&st.pauses, b.id, now) {
-                    break;
-                }
                 let Ok(permit) = st.permits.clone().acquire_owned().await else {
                     break;
                 };
-                match store::claim_next(&self.app.db, b.id, self.eligibility(now)).await? {
-                    Claim::Empty => {
-                        st.empty.insert(b.id);
-                        // Look for completion soon.
-                        st.last_housekeeping = i64::MIN;
-                        break;
-                    }
-                    Claim::Skipped => worked = true,
-                    Claim::Claimed(r) => {
-                        worked = true;
-                        if let Err(wait) = st.per_chat.try_acquire(r.chat_id, now) {
-                            store::retry_at(&self.app.db, r.id, now + wait, None, true).await?;
-                            continue;
-                        }
-                        let job = Delivery {
-                            app: self.app.clone(),
-                            bot: self.bot.clone(),
-                            token: self.token.clone(),
-                            broadcast: b.clone(),
-                            pauses: st.pauses.clone(),
-                        };
-                        st.tasks.spawn(async move {
-                            job.deliver(r).await;
-                            drop(permit);
-                        });
-                    }
-                }
+                worked = true;
+                // Claims run concurrently (each is its own committed write before its request);
+                // the token bucket above decides how fast they start.
+                let job = Delivery {
+                    app: self.app.clone(),
+                    bot: self.bot.clone(),
+                    token: self.token.clone(),
+                    broadcast: b.clone(),
+                    pauses: st.pauses.clone(),
+                    per_chat: st.per_chat.clone(),
+                    empty: st.empty.clone(),
+                    recheck: st.recheck.clone(),
+                    max_per_week: self.app.settings.max_offers_per_week,
+                };
+                st.tasks.spawn(async move {
+                    job.claim_and_deliver(now).await;
+                    drop(permit);
+                });
             }
         }
         Ok(worked)
@@ -235,7 +235,9 @@ impl Sender {
             }
         }
         st.running = still;
-        st.empty.clear();
+        if let Ok(mut e) = st.empty.lock() {
+            e.clear();
+        }
         for b in store::reports_due(db, now, REPORT_REFRESH_MS).await? {
             self.progress_soon(st, b.id, now).await?;
         }
@@ -363,6 +365,10 @@ pub async fn snapshot(app: &App, b: &Broadcast, now: i64) -> Result<Progress, St
     Ok(Progress::new(b, counts, recent, window, paused))
 }
 
+fn is_empty(empty: &Shared<HashSet<i64>>, id: i64) -> bool {
+    empty.lock().map(|e| e.contains(&id)).unwrap_or(false)
+}
+
 fn paused(pauses: &Pauses, id: i64, now: i64) -> bool {
     pauses
         .lock()
@@ -392,9 +398,52 @@ struct Delivery {
     token: String,
     broadcast: Arc<Broadcast>,
     pauses: Pauses,
+    per_chat: Shared<PerChat>,
+    empty: Shared<HashSet<i64>>,
+    recheck: Arc<AtomicBool>,
+    max_per_week: u32,
 }
 
 impl Delivery {
+    /// Claims the next recipient (its own committed write) and sends its offer.
+    async fn claim_and_deliver(&self, now: i64) {
+        let b = &self.broadcast;
+        let e = Eligibility {
+            now,
+            max_per_week: self.max_per_week,
+        };
+        let claim = match store::claim_next(&self.app.db, b.id, e).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(broadcast_id = b.id, error = %e, "cannot claim a recipient; retrying");
+                return;
+            }
+        };
+        let r = match claim {
+            Claim::Empty => {
+                if let Ok(mut e) = self.empty.lock() {
+                    e.insert(b.id);
+                }
+                self.recheck.store(true, Ordering::SeqCst);
+                return;
+            }
+            Claim::Skipped => return,
+            Claim::Claimed(r) => r,
+        };
+        let chat_wait = self
+            .per_chat
+            .lock()
+            .map(|mut p| p.try_acquire(r.chat_id, now).err())
+            .unwrap_or(None);
+        if let Some(wait) = chat_wait {
+            if let Err(e) = store::retry_at(&self.app.db, r.id, now + wait, None, true).await {
+                tracing::error!(broadcast_id = b.id, error = %e, "cannot put a recipient back");
+            }
+            return;
+        }
+        self.deliver(r).await;
+    }
+
     async fn deliver(&self, r: Claimed) {
         if let Err(e) = self.try_deliver(&r).await {
             // The row stays `sending` and becomes `unknown` at the next start: never doubled.

@@ -305,8 +305,8 @@ pub async fn start(
     }
     let (cond, binds) = audience_where(segment, e, 3);
     let sql = format!(
-        "INSERT INTO broadcast_recipients (broadcast_id, lead_id, chat_id, next_attempt_at)
-         SELECT $1, l.id, l.chat_id, $2 FROM leads l WHERE {cond} ORDER BY l.id"
+        "INSERT INTO broadcast_recipients (broadcast_id, lead_id, chat_id, language_code, next_attempt_at)
+         SELECT $1, l.id, l.chat_id, l.language_code, $2 FROM leads l WHERE {cond} ORDER BY l.id"
     );
     let inserted = with_tx!(&mut tx, |c| {
         bind_all!(sqlx::query(&sql).bind(id).bind(e.now), &binds)
@@ -350,80 +350,61 @@ pub enum Claim {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct Candidate {
+struct ClaimRow {
     id: i64,
     lead_id: i64,
     chat_id: i64,
     attempts: i32,
     language_code: Option<String>,
-    eligible: bool,
+    status: String,
 }
 
-/// Claims the next due recipient of a broadcast in its own committed write (PostgreSQL:
-/// `FOR UPDATE SKIP LOCKED`, so replicas share the work). The lead is re-checked at this moment.
+/// Claims the next due recipient of a broadcast in one committed statement (PostgreSQL:
+/// `FOR UPDATE SKIP LOCKED`, so concurrent claims and replicas share the work). The lead is
+/// re-checked at this moment: a lead that unsubscribed, blocked the bot, was erased or reached
+/// the weekly limit since the start is `skipped`.
 pub async fn claim_next(db: &Db, broadcast_id: i64, e: Eligibility) -> Result<Claim, StorageError> {
-    let pick = "SELECT r.id, r.lead_id, r.chat_id, r.attempts, l.language_code,
-                    (l.marketing_consent_at IS NOT NULL AND l.unsubscribed = FALSE AND l.blocked = FALSE
-                     AND l.erased = FALSE AND l.chat_id IS NOT NULL) AS eligible
-                FROM broadcast_recipients r JOIN leads l ON l.id = r.lead_id
+    let pick = "SELECT r.id FROM broadcast_recipients r
                 WHERE r.broadcast_id = $1 AND r.status = 'pending' AND r.next_attempt_at <= $2
                 ORDER BY r.id LIMIT 1";
-    let mut tx = db.begin().await?;
-    let candidate: Option<Candidate> = match &mut tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_as(pick)
-                .bind(broadcast_id)
-                .bind(e.now)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_as(&format!("{pick} FOR UPDATE OF r SKIP LOCKED"))
-                .bind(broadcast_id)
-                .bind(e.now)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    };
-    let Some(c) = candidate else {
-        return Ok(Claim::Empty);
-    };
-    let (received,): (i64,) = with_tx!(&mut tx, |conn| {
-        sqlx::query_as(&format!(
-            "SELECT COUNT(*) FROM broadcast_recipients WHERE lead_id = $1 AND id <> $2
-             AND status IN {RECEIVED} AND claimed_at >= $3"
-        ))
-        .bind(c.lead_id)
-        .bind(c.id)
-        .bind(e.now - WEEK_MS)
-        .fetch_one(conn)
-        .await
-    })?;
-    let ok = c.eligible && received < i64::from(e.max_per_week);
-    let status = if ok { "sending" } else { "skipped" };
-    with_tx!(&mut tx, |conn| {
-        sqlx::query(
-            "UPDATE broadcast_recipients SET status = $1, claimed_at = $2, attempts = attempts + 1
-             WHERE id = $3",
-        )
-        .bind(status)
-        .bind(e.now)
-        .bind(c.id)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected())
-    })?;
-    tx.commit().await?;
-    Ok(if ok {
-        Claim::Claimed(Claimed {
-            id: c.id,
-            lead_id: c.lead_id,
-            chat_id: c.chat_id,
-            attempts: c.attempts + 1,
-            language_code: c.language_code,
-        })
+    let lock = if db.is_postgres() {
+        " FOR UPDATE SKIP LOCKED"
     } else {
-        Claim::Skipped
+        ""
+    };
+    let sql = format!(
+        "UPDATE broadcast_recipients SET
+            status = CASE WHEN EXISTS (
+                    SELECT 1 FROM leads l WHERE l.id = broadcast_recipients.lead_id
+                      AND l.marketing_consent_at IS NOT NULL AND l.unsubscribed = FALSE
+                      AND l.blocked = FALSE AND l.erased = FALSE AND l.chat_id IS NOT NULL)
+                AND (SELECT COUNT(*) FROM broadcast_recipients o
+                      WHERE o.lead_id = broadcast_recipients.lead_id AND o.id <> broadcast_recipients.id
+                        AND o.status IN {RECEIVED} AND o.claimed_at >= $3) < $4
+                THEN 'sending' ELSE 'skipped' END,
+            claimed_at = $2, attempts = attempts + 1
+         WHERE id = ({pick}{lock})
+         RETURNING id, lead_id, chat_id, attempts, language_code, status"
+    );
+    let row: Option<ClaimRow> = with_db!(db, |c| {
+        sqlx::query_as(&sql)
+            .bind(broadcast_id)
+            .bind(e.now)
+            .bind(e.now - WEEK_MS)
+            .bind(i64::from(e.max_per_week))
+            .fetch_optional(c)
+            .await
+    })?;
+    Ok(match row {
+        None => Claim::Empty,
+        Some(r) if r.status == "sending" => Claim::Claimed(Claimed {
+            id: r.id,
+            lead_id: r.lead_id,
+            chat_id: r.chat_id,
+            attempts: r.attempts,
+            language_code: r.language_code,
+        }),
+        Some(_) => Claim::Skipped,
     })
 }
 
