@@ -46,6 +46,7 @@ CREATE TABLE broadcast_recipients (
 );
 CREATE INDEX broadcast_recipients_due ON broadcast_recipients (broadcast_id, status, next_attempt_at);
 CREATE INDEX broadcast_recipients_lead ON broadcast_recipients (lead_id, claimed_at);
+CREATE INDEX broadcast_recipients_recall ON broadcast_recipients (recall);
 
 -- One click per lead and offer.
 CREATE TABLE offer_clicks (

@@ -372,7 +372,7 @@ fn parse_clause(chars: &[char], start: usize, end: usize) -> Result<Filter, Segm
 /// A duration in its largest exact unit up to days: `7d`, `90m`, `36h`.
 pub fn format_secs(secs: u64) -> String {
     for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= n && secs % n == 0 {
+        if secs >= n && secs.is_multiple_of(n) {
             return format!("{}{unit}", secs / n);
         }
     }

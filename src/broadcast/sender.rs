@@ -251,6 +251,9 @@ impl Sender {
     /// Deletes messages of recalled broadcasts.
     async fn recall_round(&self, st: &mut State, now: i64) -> Result<(), StorageError> {
         let db = &self.app.db;
+        if !store::recall_waiting(db).await? {
+            return Ok(());
+        }
         let rows = store::claim_recall(db, 100).await?;
         let mut touched = HashSet::new();
         for row in rows {

@@ -637,6 +637,16 @@ pub struct ToDelete {
     pub sent_at: i64,
 }
 
+/// Whether any deletion is waiting (a cheap read before [`claim_recall`]'s write).
+pub async fn recall_waiting(db: &Db) -> Result<bool, StorageError> {
+    let row: Option<(i64,)> = with_db!(db, |c| {
+        sqlx::query_as("SELECT id FROM broadcast_recipients WHERE recall = 'pending' LIMIT 1")
+            .fetch_optional(c)
+            .await
+    })?;
+    Ok(row.is_some())
+}
+
 /// Claims messages whose deletion was asked (`deleting`, committed before the request).
 pub async fn claim_recall(db: &Db, limit: i64) -> Result<Vec<ToDelete>, StorageError> {
     let pick = "SELECT id FROM broadcast_recipients WHERE recall = 'pending' ORDER BY id LIMIT $1";

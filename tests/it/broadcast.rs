@@ -440,6 +440,26 @@ both_databases! {
 }
 
 both_databases! {
+    async fn the_offer_unsubscribe_button_keeps_the_lead_out_of_later_offers(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(8201).lang("ru");
+        seed(&app.db, &[Seed::consenting(8201), Seed::consenting(8202)], app.clock.now_ms()).await;
+        let first = create(&app, "Первое", None, "all", Duration::from_secs(3600)).await;
+        wait_done(&app, first, WAIT).await;
+        let offer = offer_message(&app, 8201);
+        app.fake.push(user.presses_button(&offer, "Не присылать предложения"));
+        app.fake
+            .wait_for_message(8201, WAIT, |m| m.from_bot && m.visible_text().contains("отписаны"))
+            .await
+            .expect("unsubscribed");
+        let second = create(&app, "Второе", None, "all", Duration::from_secs(3600)).await;
+        wait_done(&app, second, WAIT).await;
+        assert_eq!(offers_per_chat(&app).get(&8201), Some(&1));
+        assert_eq!(offers_per_chat(&app).get(&8202), Some(&2));
+    }
+}
+
+both_databases! {
     async fn a_click_after_expiry_says_the_offer_ended_and_removes_the_button(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let user = User::new(8101).lang("ru");
