@@ -290,6 +290,14 @@ both_databases! {
         let text = report.text.unwrap_or_default();
         assert!(text.contains(&format!("Отправлено: {n}/{n}")), "{text}");
         assert!(text.contains("Нажатий на кнопку: 0"), "{text}");
+        // Edited while it ran, but not more often than every 3 seconds.
+        let edits = app.fake.read(|s| {
+            s.requests_for("editMessageText")
+                .filter(|r| r.params.get("chat_id").and_then(|c| c.as_i64()) == Some(STAFF_CHAT))
+                .count()
+        });
+        let bound = (started.elapsed().as_secs_f64() / 3.0).ceil() as usize + 1;
+        assert!(edits >= 1 && edits <= bound, "{edits} edits in {:?}", started.elapsed());
     }
 }
 
@@ -670,6 +678,38 @@ both_databases! {
         assert!(b.paused_until.is_some(), "the broadcast was paused for retry_after");
         let c = store::counts(&app.db, id).await.unwrap();
         assert_eq!((c.sent, c.failed, c.unknown), (n, 0, 0), "{c:?}");
+        let per = offers_per_chat(&app);
+        assert_eq!(per.len() as i64, n);
+        assert!(per.values().all(|k| *k == 1), "nobody served twice");
+    }
+}
+
+both_databases! {
+    async fn two_bots_on_one_database_share_a_broadcast_and_serve_each_recipient_once(backend: Backend) {
+        let app = TestApp::spawn_configured(backend, shipped_dialogues(), |s| {
+            s.broadcast_rate = 100;
+        })
+        .await;
+        // A second replica on the same database and Bot API.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = leadbot::app::RunOptions {
+            clock: std::sync::Arc::new(app.clock.clone()),
+            poll_timeout_secs: 1,
+            request_timeout: Duration::from_secs(5),
+            timer_tick: Duration::from_millis(50),
+        };
+        let second = tokio::spawn(leadbot::app::run(app.settings.clone(), options, async move {
+            let _ = stopped.await;
+        }));
+        let n = 400;
+        let seeds: Vec<Seed> = (0..n).map(|i| Seed::consenting(500_000 + i)).collect();
+        seed(&app.db, &seeds, app.clock.now_ms()).await;
+        let id = create(&app, "Для двух реплик", None, "all", Duration::from_secs(3600)).await;
+        wait_done(&app, id, Duration::from_secs(60)).await;
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), second).await;
+        let c = store::counts(&app.db, id).await.unwrap();
+        assert_eq!((c.total, c.sent, c.unknown), (n, n, 0), "{c:?}");
         let per = offers_per_chat(&app);
         assert_eq!(per.len() as i64, n);
         assert!(per.values().all(|k| *k == 1), "nobody served twice");
