@@ -44,7 +44,8 @@ CREATE TABLE broadcast_recipients (
     recall              TEXT,
     UNIQUE (broadcast_id, lead_id)
 );
-CREATE INDEX broadcast_recipients_due ON broadcast_recipients (broadcast_id, status, next_attempt_at);
+-- In id order, so the next due recipient is the first entry whose time has come.
+CREATE INDEX broadcast_recipients_due ON broadcast_recipients (broadcast_id, status, id);
 CREATE INDEX broadcast_recipients_lead ON broadcast_recipients (lead_id, claimed_at);
 CREATE INDEX broadcast_recipients_recall ON broadcast_recipients (recall);
 
