@@ -161,6 +161,9 @@ impl Sender {
                         }
                     }
                 };
+                if paused(&st.pauses, b.id, now) {
+                    break;
+                }
                 let Ok(permit) = st.permits.clone().acquire_owned().await else {
                     break;
                 };
