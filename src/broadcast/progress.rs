@@ -1,7 +1,8 @@
 //! The progress line of a broadcast and its final report (pure): used for the staff-chat
 //! message and for `leadbot broadcast show`.
 
-use crate::storage::broadcasts::{Broadcast, Counts};
+use crate::storage::broadcasts::{self as store, Broadcast, Counts};
+use crate::storage::{Db, StorageError};
 
 /// A snapshot of a broadcast, ready to print.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +160,33 @@ pub fn render_cli(b: &Broadcast, p: &Progress, start: &str, expires: &str) -> St
         s.push_str(&format!("recalled (deleted): {}\n", c.recalled));
     }
     s
+}
+
+/// Broadcast results for `leadbot stats` and `/stats`: the latest broadcasts created since
+/// `since` (ms), with sends, clicks and leads that turned hot.
+pub async fn results(db: &Db, since: i64) -> Result<String, StorageError> {
+    let list: Vec<Broadcast> = store::list(db, 20)
+        .await?
+        .into_iter()
+        .filter(|b| b.created_at >= since)
+        .collect();
+    if list.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::from("Рассылки (отправлено / нажатий / стали горячими):\n");
+    for b in list {
+        let c = store::counts(db, b.id).await?;
+        out.push_str(&format!(
+            "  #{} {}: {}/{} / {} / {}\n",
+            b.id,
+            status_ru(&b.status),
+            c.sent,
+            c.total,
+            c.clicks,
+            c.turned_hot
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

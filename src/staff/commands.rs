@@ -142,7 +142,8 @@ pub async fn run(
         }
         "stats" => {
             let stats = super::stats::collect(&app.db, Some(&app.scripts), 0).await?;
-            let text = escape_html(&super::stats::render(&stats));
+            let broadcasts = crate::broadcast::progress::results(&app.db, 0).await?;
+            let text = escape_html(&format!("{}{broadcasts}", super::stats::render(&stats)));
             let key = ctx.next_key("staff");
             ctx.enqueue_keyed(&key, None, chat_id, &reply(text)).await?;
         }

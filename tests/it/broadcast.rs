@@ -444,6 +444,9 @@ both_databases! {
         let lead = leads::by_telegram(&app.db, 8001).await.unwrap().unwrap();
         assert_eq!(lead.phone.as_deref(), Some("+79123456780"));
         assert_eq!(app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| m.visible_text().contains("Горячий лид")).count(), 1);
+        // Stats show the broadcast's results: sent, clicks, leads that turned hot.
+        let results = leadbot::broadcast::progress::results(&app.db, 0).await.unwrap();
+        assert!(results.contains(&format!("#{id} завершена: 1/1 / 1 / 1")), "{results}");
     }
 }
 
