@@ -659,6 +659,7 @@ async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
     let chat_id = lead.chat_id;
     storage::outbox::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
     storage::messages::erase(&mut ctx.tx, lead.id).await?;
+    storage::broadcasts::forget_lead(&mut ctx.tx, lead.id).await?;
     if let Some(chat_id) = chat_id {
         // Not linked to the lead: it must survive the erasure it confirms.
         let key = ctx.next_key("forget");

@@ -921,6 +921,23 @@ pub async fn draft_delete(tx: &mut Tx, chat_id: i64, user_id: i64) -> Result<(),
     Ok(())
 }
 
+/// `/forget`: the lead's recipient rows keep their status (anonymous counts) but lose the chat,
+/// message and language that point back to the person.
+pub async fn forget_lead(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE broadcast_recipients SET chat_id = 0, telegram_message_id = NULL, language_code = NULL,
+                status = CASE WHEN status = 'pending' THEN 'skipped' ELSE status END
+             WHERE lead_id = $1",
+        )
+        .bind(lead_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 /// Recipient statuses of a broadcast, per lead (tests and `show`).
 pub async fn recipients(db: &Db, broadcast_id: i64) -> Result<Vec<(i64, String)>, StorageError> {
     Ok(with_db!(db, |c| {

@@ -471,6 +471,35 @@ both_databases! {
 }
 
 both_databases! {
+    async fn forget_removes_what_links_an_offer_to_the_person(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(8301).lang("ru");
+        let ids = seed(&app.db, &[Seed::consenting(8301)], app.clock.now_ms()).await;
+        let id = create(&app, "Предложение", None, "all", Duration::from_secs(3600)).await;
+        wait_done(&app, id, WAIT).await;
+        let mut tx = app.db.begin().await.unwrap();
+        let before = store::recipient_of(&mut tx, id, ids[0]).await.unwrap();
+        drop(tx);
+        assert!(matches!(before, Some((ref s, Some(_))) if s == "sent"), "{before:?}");
+        app.fake.push(user.command("forget", ""));
+        let confirm = app
+            .fake
+            .wait_for_message(8301, WAIT, |m| m.from_bot && m.visible_text().contains("Удалить все"))
+            .await
+            .expect("forget asks to confirm");
+        app.fake.push(user.presses_button(&confirm, "Да, удалить"));
+        app.fake
+            .wait_for_message(8301, WAIT, |m| m.from_bot && m.visible_text().contains("данные удалены"))
+            .await
+            .expect("forgotten");
+        let mut tx = app.db.begin().await.unwrap();
+        let after = store::recipient_of(&mut tx, id, ids[0]).await.unwrap();
+        drop(tx);
+        assert_eq!(after, Some(("sent".to_owned(), None)), "the count stays, the link goes");
+    }
+}
+
+both_databases! {
     async fn a_click_after_expiry_says_the_offer_ended_and_removes_the_button(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let user = User::new(8101).lang("ru");
@@ -716,5 +745,22 @@ both_databases! {
         let per = offers_per_chat(&app);
         assert_eq!(per.len() as i64, n);
         assert!(per.values().all(|k| *k == 1), "nobody served twice");
+    }
+}
+
+both_databases! {
+    async fn a_recall_after_48_hours_deletes_nothing(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        seed(&app.db, &[Seed::consenting(8401), Seed::consenting(8402)], app.clock.now_ms()).await;
+        let id = create(&app, "Старое предложение", None, "all", Duration::from_secs(3 * 86_400)).await;
+        wait_done(&app, id, WAIT).await;
+        app.clock.advance(Duration::from_secs(49 * 3600));
+        let r = store::request_recall(&app.db, id, app.clock.now_ms()).await.unwrap();
+        assert_eq!((r.to_delete, r.too_late), (0, 2));
+        let (code, out, _) = leadbot(&app.test_db.url, &["broadcast", "show", &id.to_string()]);
+        assert_eq!(code, 0);
+        assert!(out.contains("recalled (deleted): 0"), "{out}");
+        assert_eq!(app.fake.read(|s| s.requests_for("deleteMessage").count()), 0);
+        assert_eq!(offers_per_chat(&app).len(), 2);
     }
 }
