@@ -66,6 +66,9 @@ CREATE TABLE lead_reminders (
     updated_at      BIGINT NOT NULL
 );
 
+-- Reminder rounds look only at leads silent for less than 30 days.
+CREATE INDEX leads_last_inbound ON leads (last_inbound_at);
+
 -- State of the staff chat's guided /broadcast flow, per manager and chat.
 CREATE TABLE broadcast_drafts (
     chat_id    BIGINT NOT NULL,

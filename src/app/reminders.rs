@@ -12,6 +12,8 @@ use crate::storage::{self, StorageError};
 
 /// Leads looked at per round.
 const BATCH: i64 = 200;
+/// Silences longer than this get no more reminders (keeps each round to recent leads).
+pub const HORIZON_MS: i64 = 30 * 86_400_000;
 
 /// One round: sends every reminder that is due. Returns how many were sent.
 pub async fn step(app: &App) -> Result<usize, StorageError> {
@@ -19,7 +21,7 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
     if crate::broadcast::is_quiet(&app.settings, now) {
         return Ok(0);
     }
-    let ids = storage::reminders::candidates(&app.db, now, now, BATCH).await?;
+    let ids = storage::reminders::candidates(&app.db, now, now - HORIZON_MS, now, BATCH).await?;
     let mut sent = 0;
     for id in ids {
         let tx = app.db.begin().await?;

@@ -3,10 +3,12 @@
 use super::{Db, StorageError, Tx, with_db, with_tx};
 
 /// Leads waiting mid-dialogue whose next reminder may be due: not unsubscribed, blocked or
-/// erased, silent since before `silent_before`, and not already done for this silence.
+/// erased, silent since a time in `[silent_after, silent_before]`, and not already done for this
+/// silence.
 pub async fn candidates(
     db: &Db,
     now: i64,
+    silent_after: i64,
     silent_before: i64,
     limit: i64,
 ) -> Result<Vec<i64>, StorageError> {
@@ -15,7 +17,7 @@ pub async fn candidates(
             "SELECT l.id FROM leads l
              WHERE l.unsubscribed = FALSE AND l.blocked = FALSE AND l.erased = FALSE
                AND l.chat_id IS NOT NULL AND l.dialogue_version IS NOT NULL
-               AND l.last_inbound_at IS NOT NULL AND l.last_inbound_at <= $1
+               AND l.last_inbound_at IS NOT NULL AND l.last_inbound_at <= $1 AND l.last_inbound_at >= $4
                AND l.session LIKE '%\"at\":\"waiting\"%'
                AND NOT EXISTS (SELECT 1 FROM lead_reminders r WHERE r.lead_id = l.id
                                AND r.last_inbound_at = l.last_inbound_at
@@ -25,6 +27,7 @@ pub async fn candidates(
         .bind(silent_before)
         .bind(now)
         .bind(limit)
+        .bind(silent_after)
         .fetch_all(c)
         .await
     })?;
