@@ -764,3 +764,28 @@ both_databases! {
         assert_eq!(offers_per_chat(&app).len(), 2);
     }
 }
+
+both_databases! {
+    async fn a_listed_manager_can_draft_a_broadcast_in_private_and_cancel_it(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let manager = User::new(crate::support::app::LISTED_MANAGER).lang("ru");
+        let says = |needle: &'static str| {
+            let app = &app;
+            async move {
+                app.fake
+                    .wait_for_message(manager.id, WAIT, |m| m.from_bot && m.visible_text().contains(needle))
+                    .await
+                    .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}"))
+            }
+        };
+        app.fake.push(manager.command("broadcast", ""));
+        says("Пришлите текст").await;
+        app.fake.push(manager.text("Скидка"));
+        says("Текст кнопки").await;
+        app.fake.push(manager.text("отмена"));
+        says("рассылка не создана").await;
+        assert!(store::list(&app.db, 10).await.unwrap().is_empty());
+        // Drafting in private made no lead of the manager.
+        assert!(leads::by_telegram(&app.db, manager.id).await.unwrap().is_none(), "no lead was made of the manager's drafting");
+    }
+}
