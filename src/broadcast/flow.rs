@@ -11,8 +11,8 @@ use crate::app::App;
 use crate::app::ctx::Ctx;
 use crate::app::event::Person;
 use crate::outbox::{Action, Markup};
-use crate::storage::StorageError;
 use crate::storage::broadcasts::{self as store, Eligibility, NewBroadcast};
+use crate::storage::{StorageError, drafts};
 
 /// A draft left alone this long is forgotten.
 const DRAFT_TTL_MS: i64 = 3_600_000;
@@ -79,7 +79,7 @@ async fn reply(
 
 async fn save(ctx: &mut Ctx, chat_id: i64, user: i64, state: &State) -> Result<(), StorageError> {
     let json = serde_json::to_string(state).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    store::draft_set(&mut ctx.tx, chat_id, user, &json, ctx.now).await
+    drafts::set(&mut ctx.tx, chat_id, user, &json, ctx.now).await
 }
 
 /// `/broadcast`: starts a new draft.
@@ -106,19 +106,18 @@ pub async fn on_text(
     text: &str,
     thread_id: Option<i32>,
 ) -> Result<bool, StorageError> {
-    let Some(json) =
-        store::draft_get(&mut ctx.tx, chat_id, from.id, ctx.now - DRAFT_TTL_MS).await?
+    let Some(json) = drafts::get(&mut ctx.tx, chat_id, from.id, ctx.now - DRAFT_TTL_MS).await?
     else {
         return Ok(false);
     };
     let Ok(mut state) = serde_json::from_str::<State>(&json) else {
-        store::draft_delete(&mut ctx.tx, chat_id, from.id).await?;
+        drafts::delete(&mut ctx.tx, chat_id, from.id).await?;
         return Ok(false);
     };
     let input = text.trim();
     let lower = input.to_lowercase();
     if CANCEL_WORDS.contains(&lower.as_str()) {
-        store::draft_delete(&mut ctx.tx, chat_id, from.id).await?;
+        drafts::delete(&mut ctx.tx, chat_id, from.id).await?;
         reply(
             ctx,
             chat_id,
@@ -240,7 +239,7 @@ pub async fn on_text(
                             ctx.now,
                         )
                         .await?;
-                        store::draft_delete(&mut ctx.tx, chat_id, from.id).await?;
+                        drafts::delete(&mut ctx.tx, chat_id, from.id).await?;
                         tracing::info!(
                             broadcast_id = id,
                             manager_id = from.id,

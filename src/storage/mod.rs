@@ -6,11 +6,14 @@
 //! dialects differ (row locks, `SKIP LOCKED`), the variants sit side by side. Times are Unix
 //! milliseconds.
 
+pub mod audience;
 pub mod broadcasts;
 pub mod dialogues;
+pub mod drafts;
 pub mod leads;
 pub mod messages;
 pub mod outbox;
+pub mod recall;
 pub mod reminders;
 pub mod stats;
 pub mod updates;
