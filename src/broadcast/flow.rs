@@ -82,6 +82,79 @@ async fn save(ctx: &mut Ctx, chat_id: i64, user: i64, state: &State) -> Result<(
     drafts::set(&mut ctx.tx, chat_id, user, &json, ctx.now).await
 }
 
+/// `/broadcast` starts a new draft; `/broadcast show|cancel|recall ID` work like the CLI.
+pub async fn command(
+    app: &App,
+    ctx: &mut Ctx,
+    chat_id: i64,
+    from: &Person,
+    args: &str,
+    thread_id: Option<i32>,
+) -> Result<(), StorageError> {
+    let mut words = args.split_whitespace();
+    let (Some(verb), id) = (words.next(), words.next()) else {
+        return start(ctx, chat_id, from, thread_id).await;
+    };
+    let usage =
+        "Использование: /broadcast — новая рассылка; /broadcast show ID | cancel ID | recall ID.";
+    let Some(id) = id.and_then(|i| i.trim_start_matches('#').parse::<i64>().ok()) else {
+        return reply(ctx, chat_id, thread_id, usage.into()).await;
+    };
+    let Some(b) = store::get_in(&mut ctx.tx, id).await? else {
+        return reply(
+            ctx,
+            chat_id,
+            thread_id,
+            format!("Рассылки #{id} нет. /broadcasts — список."),
+        )
+        .await;
+    };
+    let text = match verb.to_lowercase().as_str() {
+        "show" => {
+            let p = super::sender::snapshot(app, &b, ctx.now).await?;
+            super::progress::render(&p)
+        }
+        "cancel" => {
+            if store::cancel_in(&mut ctx.tx, id, ctx.now).await? {
+                tracing::info!(
+                    broadcast_id = id,
+                    manager_id = from.id,
+                    "broadcast cancelled in the staff chat"
+                );
+                format!(
+                    "Рассылка #{id} отменена; отправленное остаётся (/broadcast recall {id} — удалить)."
+                )
+            } else {
+                format!(
+                    "Рассылка #{id} уже не идёт ({}), отменять нечего.",
+                    b.status
+                )
+            }
+        }
+        "recall" => {
+            let r = store::request_recall_in(&mut ctx.tx, id, ctx.now).await?;
+            tracing::info!(
+                broadcast_id = id,
+                manager_id = from.id,
+                "broadcast recalled in the staff chat"
+            );
+            let mut t = format!(
+                "Рассылка #{id} отозвана: удалим сообщений — {}.",
+                r.to_delete
+            );
+            if r.too_late > 0 {
+                t.push_str(&format!(
+                    " Ещё {} отправлены больше 48 часов назад — их Telegram удалить не даёт.",
+                    r.too_late
+                ));
+            }
+            t
+        }
+        _ => usage.into(),
+    };
+    reply(ctx, chat_id, thread_id, text).await
+}
+
 /// `/broadcast`: starts a new draft.
 pub async fn start(
     ctx: &mut Ctx,

@@ -165,12 +165,14 @@ pub async fn run(
             )
             .await?;
         }
-        "broadcast" => crate::broadcast::flow::start(ctx, chat_id, from, thread_id).await?,
+        "broadcast" => {
+            crate::broadcast::flow::command(app, ctx, chat_id, from, args, thread_id).await?
+        }
         "broadcasts" => crate::broadcast::flow::list(app, ctx, chat_id, thread_id).await?,
         _ => {
             let text = "Команды менеджеров:\n/leads [hot|warm|cold|mine] — лиды по приоритету\n/lead ID — карточка и история\n\
                         /stats — воронка, температуры, источники\n/export — выгрузка CSV\n\
-                        /broadcast — новая рассылка, /broadcasts — список рассылок\n\
+                        /broadcast — новая рассылка (show|cancel|recall ID), /broadcasts — список рассылок\n\
                         Ответьте на карточку лида или его сообщение, чтобы написать ему."
                 .to_owned();
             let key = ctx.next_key("staff");

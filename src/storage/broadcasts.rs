@@ -7,7 +7,7 @@ pub use super::audience::{Eligibility, audience_size};
 use super::audience::{RECEIVED, WEEK_MS, audience_where, bind_all};
 pub use super::recall::{
     RECALL_WINDOW_MS, RecallRequest, ToDelete, claim_recall, recall_waiting, request_recall,
-    requeue_recall, set_recall,
+    request_recall_in, requeue_recall, set_recall,
 };
 use super::{Db, StorageError, Tx, with_db, with_tx};
 
@@ -381,7 +381,14 @@ pub async fn expire_pending(db: &Db, id: i64) -> Result<u64, StorageError> {
 /// Cancels a scheduled or running broadcast; returns false when it was not (no longer) active.
 pub async fn cancel(db: &Db, id: i64, now: i64) -> Result<bool, StorageError> {
     let mut tx = db.begin().await?;
-    let n = with_tx!(&mut tx, |c| {
+    let cancelled = cancel_in(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok(cancelled)
+}
+
+/// [`cancel`] inside a transaction.
+pub async fn cancel_in(tx: &mut Tx, id: i64, now: i64) -> Result<bool, StorageError> {
+    let n = with_tx!(tx, |c| {
         sqlx::query(
             "UPDATE broadcasts SET status = 'cancelled', cancelled_at = $1, finished_at = $1
              WHERE id = $2 AND status IN ('scheduled', 'running')",
@@ -392,7 +399,7 @@ pub async fn cancel(db: &Db, id: i64, now: i64) -> Result<bool, StorageError> {
         .await
         .map(|r| r.rows_affected())
     })?;
-    with_tx!(&mut tx, |c| {
+    with_tx!(tx, |c| {
         sqlx::query(
             "UPDATE broadcast_recipients SET status = 'cancelled' WHERE broadcast_id = $1 AND status = 'pending'",
         )
@@ -401,7 +408,6 @@ pub async fn cancel(db: &Db, id: i64, now: i64) -> Result<bool, StorageError> {
         .await
         .map(|r| r.rows_affected())
     })?;
-    tx.commit().await?;
     Ok(n == 1)
 }
 

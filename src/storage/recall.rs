@@ -1,8 +1,8 @@
 //! Recalls: a broadcast's sent messages deleted by the running bot, within the 48 hours
 //! Telegram allows.
 
-use super::broadcasts::cancel;
-use super::{Db, StorageError, with_db, with_tx};
+use super::broadcasts::cancel_in;
+use super::{Db, StorageError, Tx, with_db, with_tx};
 
 /// What a recall request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,20 @@ pub const RECALL_WINDOW_MS: i64 = 48 * 3_600_000;
 /// Asks for a broadcast's sent messages to be deleted (the running bot does it); a running
 /// broadcast is cancelled first.
 pub async fn request_recall(db: &Db, id: i64, now: i64) -> Result<RecallRequest, StorageError> {
-    cancel(db, id, now).await?;
     let mut tx = db.begin().await?;
-    with_tx!(&mut tx, |c| {
+    let r = request_recall_in(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+/// [`request_recall`] inside a transaction.
+pub async fn request_recall_in(
+    tx: &mut Tx,
+    id: i64,
+    now: i64,
+) -> Result<RecallRequest, StorageError> {
+    cancel_in(tx, id, now).await?;
+    with_tx!(tx, |c| {
         sqlx::query(
             "UPDATE broadcasts SET recall_requested_at = COALESCE(recall_requested_at, $1) WHERE id = $2",
         )
@@ -31,7 +42,7 @@ pub async fn request_recall(db: &Db, id: i64, now: i64) -> Result<RecallRequest,
         .await
         .map(|r| r.rows_affected())
     })?;
-    let to_delete = with_tx!(&mut tx, |c| {
+    let to_delete = with_tx!(tx, |c| {
         sqlx::query(
             "UPDATE broadcast_recipients SET recall = 'pending' WHERE broadcast_id = $1 AND status = 'sent'
              AND recall IS NULL AND telegram_message_id IS NOT NULL AND sent_at > $2",
@@ -42,7 +53,7 @@ pub async fn request_recall(db: &Db, id: i64, now: i64) -> Result<RecallRequest,
         .await
         .map(|r| r.rows_affected())
     })?;
-    let too_late = with_tx!(&mut tx, |c| {
+    let too_late = with_tx!(tx, |c| {
         sqlx::query(
             "UPDATE broadcast_recipients SET recall = 'too_late' WHERE broadcast_id = $1 AND status = 'sent'
              AND recall IS NULL",
@@ -52,7 +63,6 @@ pub async fn request_recall(db: &Db, id: i64, now: i64) -> Result<RecallRequest,
         .await
         .map(|r| r.rows_affected())
     })?;
-    tx.commit().await?;
     Ok(RecallRequest {
         to_delete: i64::try_from(to_delete).unwrap_or(0),
         too_late: i64::try_from(too_late).unwrap_or(0),

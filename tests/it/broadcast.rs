@@ -683,6 +683,17 @@ both_databases! {
         assert_eq!(offers_per_chat(&app).len(), 2);
         app.fake.push(manager.in_chat(&staff).command("broadcasts", ""));
         staff_sees(&app, "отправлено 2/2").await;
+        // Like the CLI: show, cancel, recall.
+        app.fake.push(manager.in_chat(&staff).command("broadcast", "show 1"));
+        staff_sees(&app, "Нажатий на кнопку: 0").await;
+        app.fake.push(manager.in_chat(&staff).command("broadcast", "cancel 1"));
+        staff_sees(&app, "отменять нечего").await;
+        app.fake.push(manager.in_chat(&staff).command("broadcast", "recall 1"));
+        staff_sees(&app, "удалим сообщений — 2").await;
+        eventually("both offers are deleted", WAIT, || async {
+            store::counts(&app.db, 1).await.map(|c| c.recalled == 2).unwrap_or(false)
+        })
+        .await;
     }
 }
 
