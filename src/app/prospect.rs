@@ -211,7 +211,15 @@ pub async fn on_message(
                 }
             };
             match (&script, session.position) {
-                _ if phone_taken => {}
+                _ if phone_taken => {
+                    // The managers see the number the offer asked for.
+                    let content = Content::Contact {
+                        phone: lead.phone.clone().unwrap_or_default(),
+                        user_id: Some(from.id),
+                    };
+                    crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &content)
+                        .await?;
+                }
                 (Some(script), Position::Waiting(_)) => {
                     let tr = dialogue::advance(script, &session, input);
                     apply(app, ctx, &mut lead, script, tr).await?;

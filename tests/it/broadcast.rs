@@ -443,6 +443,7 @@ both_databases! {
             .expect("phone saved");
         let lead = leads::by_telegram(&app.db, 8001).await.unwrap().unwrap();
         assert_eq!(lead.phone.as_deref(), Some("+79123456780"));
+        staff_sees(&app, "📱 +79123456780").await;
         assert_eq!(app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| m.visible_text().contains("Горячий лид")).count(), 1);
         // Stats show the broadcast's results: sent, clicks, leads that turned hot.
         let results = leadbot::broadcast::progress::results(&app.db, 0).await.unwrap();
