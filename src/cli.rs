@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// leadbot: turns people who answered an ad into qualified, prioritised leads.
 #[derive(Debug, Parser)]
@@ -51,6 +51,72 @@ pub enum Command {
         #[command(subcommand)]
         command: LeadsCommand,
     },
+    /// Limited-time offers to a segment of leads.
+    Broadcast {
+        #[command(subcommand)]
+        command: BroadcastCommand,
+    },
+}
+
+/// `leadbot broadcast …`.
+#[derive(Debug, Subcommand)]
+pub enum BroadcastCommand {
+    /// Schedule a broadcast; the running bot sends it.
+    Create(BroadcastCreate),
+    /// The latest broadcasts.
+    List,
+    /// Progress of a broadcast: sent/total, failed, blocked, unknown, rate, ETA, clicks.
+    Show {
+        /// The broadcast's id.
+        id: i64,
+    },
+    /// Stop a scheduled or running broadcast.
+    Cancel {
+        /// The broadcast's id.
+        id: i64,
+    },
+    /// Delete a broadcast's sent messages (Telegram allows it within 48 hours of sending).
+    Recall {
+        /// The broadcast's id.
+        id: i64,
+    },
+}
+
+/// `leadbot broadcast create`.
+#[derive(Debug, Args)]
+pub struct BroadcastCreate {
+    #[command(flatten)]
+    pub text: BroadcastText,
+    /// Label of the call-to-action button (1–64 characters).
+    #[arg(long)]
+    pub button: Option<String>,
+    /// Who gets it, e.g. temperature=cold|warm,source=vk_*,inactive=7d (see README).
+    #[arg(long)]
+    pub segment: String,
+    /// How long the offer lasts after the start, e.g. 48h (default 48h).
+    #[arg(long, conflicts_with = "expires_at")]
+    pub expires_in: Option<String>,
+    /// When the offer ends (RFC 3339).
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// When sending starts (RFC 3339; default now).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Points a click on the button adds to the lead's score (default 30).
+    #[arg(long)]
+    pub score: Option<i32>,
+}
+
+/// The offer's text: inline or from a file (Telegram HTML).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BroadcastText {
+    /// The text (Telegram HTML: b, i, u, s, a href, code, pre, blockquote, tg-spoiler...).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// A file holding the text.
+    #[arg(long)]
+    pub text_file: Option<PathBuf>,
 }
 
 /// `leadbot leads …`.

@@ -55,10 +55,12 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
                 .ok()
                 .map(app::scripts::Scripts::new);
             let stats = crate::staff::stats::collect(&db, scripts.as_ref(), since).await?;
+            let broadcasts = crate::broadcast::progress::results(&db, since).await?;
             db.close().await;
-            print!("{}", crate::staff::stats::render(&stats));
+            print!("{}{broadcasts}", crate::staff::stats::render(&stats));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Broadcast { command } => crate::broadcast::cli::execute(command, &settings).await,
         Command::Leads {
             command:
                 LeadsCommand::Export {

@@ -5,8 +5,10 @@
 //! - [`http`]: the HTTP server — `/healthz`, `/metrics`, the Telegram webhook endpoint.
 //! - [`metrics`]: Prometheus counters, gauges and histograms, one `Metrics` per process.
 //! - [`crm`]: lead events POSTed to a CRM as signed JSON through a durable queue.
+//! - [`broadcast`]: limited-time offers — segments, HTML checks, the rate-limited sender, clicks.
 
 pub mod app;
+pub mod broadcast;
 pub mod cli;
 pub mod clock;
 pub mod commands;

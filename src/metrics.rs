@@ -277,6 +277,7 @@ pub fn method_of(action: &Action) -> &'static str {
         Action::CopyMessage { .. } => "copyMessage",
         Action::SendDocument { .. } => "sendDocument",
         Action::SendPhoto { .. } => "sendPhoto",
+        Action::DeleteMessage { .. } => "deleteMessage",
         Action::CreateTopic { .. } => "createForumTopic",
     }
 }

@@ -4,6 +4,7 @@ pub mod ctx;
 pub mod event;
 pub mod process;
 pub mod prospect;
+pub mod reminders;
 pub mod scripts;
 pub mod texts;
 
@@ -216,6 +217,12 @@ pub async fn run(
         owner: Some(instance_id),
         metrics: metrics.clone(),
     };
+    let sender = crate::broadcast::sender::Sender {
+        app: app.clone(),
+        bot: bot.clone(),
+        token: token.expose().to_owned(),
+        tick: options.timer_tick,
+    };
     let processor = process::Processor {
         app: app.clone(),
         stored: stored.clone(),
@@ -293,6 +300,7 @@ pub async fn run(
         options.timer_tick,
         stop_rx.clone(),
     ));
+    tasks.spawn(sender.run(stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -344,7 +352,8 @@ async fn register_webhook(
     }
 }
 
-/// Periodic work: SLA re-announcements, and taking over the claims of replicas that died.
+/// Periodic work: SLA re-announcements, reminders, the daily digest, and taking over the claims of
+/// replicas that died.
 async fn timers(
     app: Arc<App>,
     lease: storage::ops::Lease,
@@ -381,6 +390,9 @@ async fn timers(
         }
         if let Err(e) = crate::staff::digest::step(&app).await {
             tracing::warn!(error = %e, "daily digest round failed; retrying");
+        }
+        if let Err(e) = reminders::step(&app).await {
+            tracing::warn!(error = %e, "reminder round failed; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

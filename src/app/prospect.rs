@@ -111,6 +111,12 @@ pub async fn on_message(
         }
         tracing::warn!(user_id = from.id, command = %name, "staff command from a non-manager; refused");
     }
+    if let Content::Text(text) = &content
+        && app.settings.managers.contains(&from.id)
+        && crate::broadcast::flow::on_text(app, ctx, from.id, from, text, None).await?
+    {
+        return Ok(());
+    }
     let payload_source = match &content {
         Content::Command { name, args } if name == "start" && !args.is_empty() => {
             Source::parse(args).ok()
@@ -206,7 +212,23 @@ pub async fn on_message(
                 Content::Media(kind) => Input::Media(kind),
                 Content::Command { .. } => Input::Start,
             };
+            // After an offer click asked for a phone, a number is kept rather than relayed.
+            let phone_taken = match (session.position, phone_candidate(&input)) {
+                (Position::Waiting(_), _) | (_, None) => false,
+                (_, Some(candidate)) => {
+                    crate::broadcast::offer::take_phone(ctx, &mut lead, candidate, lang).await?
+                }
+            };
             match (&script, session.position) {
+                _ if phone_taken => {
+                    // The managers see the number the offer asked for.
+                    let content = Content::Contact {
+                        phone: lead.phone.clone().unwrap_or_default(),
+                        user_id: Some(from.id),
+                    };
+                    crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &content)
+                        .await?;
+                }
                 (Some(script), Position::Waiting(_)) => {
                     let tr = dialogue::advance(script, &session, input);
                     apply(app, ctx, &mut lead, script, tr).await?;
@@ -235,6 +257,15 @@ pub async fn on_message(
     }
     storage::leads::save(&mut ctx.tx, &lead).await?;
     Ok(())
+}
+
+/// A typed number or the sender's own shared contact.
+fn phone_candidate(input: &Input) -> Option<&str> {
+    match input {
+        Input::Text(t) => Some(t),
+        Input::Contact { phone, own: true } => Some(phone),
+        _ => None,
+    }
 }
 
 /// An edited message: edits are not read, so say so and ask again.
@@ -363,7 +394,14 @@ pub async fn on_callback(
             );
             notice = Some(t(lang, Key::NotForYou));
         }
-        Some(Ok(CallbackData::Offer(_))) | Some(Err(_)) | None => {
+        Some(Ok(CallbackData::Offer(id))) => {
+            record_inbound(ctx, &lead, "button", "offer").await?;
+            let n =
+                crate::broadcast::offer::on_click(app, ctx, &mut lead, script.as_deref(), lang, id)
+                    .await?;
+            notice = Some(n);
+        }
+        Some(Err(_)) | None => {
             tracing::warn!(user_id = from.id, "unrecognised button press; refused");
             notice = Some(t(lang, Key::StaleButton));
         }
@@ -515,7 +553,8 @@ async fn apply(
     Ok(())
 }
 
-fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
+/// The keyboard of a dialogue message.
+pub(crate) fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
     match keyboard {
         Keyboard::None => Markup::None,
         Keyboard::Choices(choices) => Markup::Inline {
@@ -645,6 +684,7 @@ async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
     // Events not yet delivered carry the personal data being erased.
     storage::crm::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
     storage::messages::erase(&mut ctx.tx, lead.id).await?;
+    storage::broadcasts::forget_lead(&mut ctx.tx, lead.id).await?;
     if let Some(chat_id) = chat_id {
         // Not linked to the lead: it must survive the erasure it confirms.
         let key = ctx.next_key("forget");

@@ -56,6 +56,8 @@ pub enum Action {
     },
     /// editMessageReplyMarkup with no keyboard: removes the buttons of a message.
     RemoveButtons { message_id: i32 },
+    /// deleteMessage (recalling an offer).
+    DeleteMessage { message_id: i32 },
     /// answerCallbackQuery.
     AnswerCallback {
         query_id: String,

@@ -10,7 +10,15 @@ use crate::outbox::{Action, Markup};
 use crate::storage;
 
 /// The staff commands leadbot knows.
-pub const COMMANDS: &[&str] = &["leads", "lead", "stats", "export", "staffhelp"];
+pub const COMMANDS: &[&str] = &[
+    "leads",
+    "lead",
+    "stats",
+    "export",
+    "staffhelp",
+    "broadcast",
+    "broadcasts",
+];
 
 /// Runs a staff command; the answer goes to `chat_id` (the staff chat, or a manager's private chat).
 pub async fn run(
@@ -136,7 +144,8 @@ pub async fn run(
         }
         "stats" => {
             let stats = super::stats::collect(&app.db, Some(&app.scripts), 0).await?;
-            let text = escape_html(&super::stats::render(&stats));
+            let broadcasts = crate::broadcast::progress::results(&app.db, 0).await?;
+            let text = escape_html(&format!("{}{broadcasts}", super::stats::render(&stats)));
             let key = ctx.next_key("staff");
             ctx.enqueue_keyed(&key, None, chat_id, &reply(text)).await?;
             match super::chart::png(&stats) {
@@ -171,9 +180,14 @@ pub async fn run(
             )
             .await?;
         }
+        "broadcast" => {
+            crate::broadcast::flow::command(app, ctx, chat_id, from, args, thread_id).await?
+        }
+        "broadcasts" => crate::broadcast::flow::list(app, ctx, chat_id, thread_id).await?,
         _ => {
             let text = "Команды менеджеров:\n/leads [hot|warm|cold|mine] — лиды по приоритету\n/lead ID — карточка и история\n\
                         /stats — воронка, температуры, источники\n/export — выгрузка CSV\n\
+                        /broadcast — новая рассылка (show|cancel|recall ID), /broadcasts — список рассылок\n\
                         Ответьте на карточку лида или его сообщение, чтобы написать ему."
                 .to_owned();
             let key = ctx.next_key("staff");

@@ -60,6 +60,13 @@ pub async fn on_message(
     {
         return commands::run(app, ctx, app.staff_chat_id, from, name, args, thread_id).await;
     }
+    if let Content::Text(text) = &content
+        && reply_to.is_none()
+        && crate::broadcast::flow::on_text(app, ctx, app.staff_chat_id, from, text, thread_id)
+            .await?
+    {
+        return Ok(());
+    }
     let mut relayed = false;
     if let Some(reply_to) = reply_to {
         relayed = relay::staff_to_lead(app, ctx, from, message_id, reply_to, &content).await?;

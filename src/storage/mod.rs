@@ -6,12 +6,17 @@
 //! dialects differ (row locks, `SKIP LOCKED`), the variants sit side by side. Times are Unix
 //! milliseconds.
 
+pub mod audience;
+pub mod broadcasts;
 pub mod crm;
 pub mod dialogues;
+pub mod drafts;
 pub mod leads;
 pub mod messages;
 pub mod ops;
 pub mod outbox;
+pub mod recall;
+pub mod reminders;
 pub mod stats;
 pub mod updates;
 

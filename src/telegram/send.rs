@@ -141,6 +141,10 @@ pub async fn perform(
             .edit_message_reply_markup(chat, MessageId(*message_id))
             .await
             .map(|_| None),
+        Action::DeleteMessage { message_id } => bot
+            .delete_message(chat, MessageId(*message_id))
+            .await
+            .map(|_| None),
         Action::AnswerCallback {
             query_id,
             text,

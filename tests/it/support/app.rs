@@ -162,9 +162,19 @@ impl TestApp {
 
     /// Starts the bot with the dialogues of a folder.
     pub async fn spawn_with(backend: Backend, dialogues: PathBuf) -> TestApp {
+        TestApp::spawn_configured(backend, dialogues, |_| {}).await
+    }
+
+    /// Starts the bot with settings adjusted by `configure` (rates, quiet hours...).
+    pub async fn spawn_configured(
+        backend: Backend,
+        dialogues: PathBuf,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let fake = FakeTelegram::start().await;
         let test_db = TestDb::create(&backend).await;
-        let settings = settings(&fake, &test_db.url, dialogues);
+        let mut settings = settings(&fake, &test_db.url, dialogues);
+        configure(&mut settings);
         let db = Db::connect(&test_db.url).await.expect("test database");
         db.migrate().await.expect("migrations");
         let clock = OffsetClock::new();
