@@ -345,6 +345,13 @@ impl Sender {
 /// The current figures of a broadcast.
 pub async fn snapshot(app: &App, b: &Broadcast, now: i64) -> Result<Progress, StorageError> {
     let counts = store::counts(&app.db, b.id).await?;
+    let gauge = |n: i64| u64::try_from(n).unwrap_or(0);
+    app.metrics.broadcast_progress(
+        b.id,
+        gauge(counts.sent),
+        gauge(counts.failed + counts.blocked + counts.unknown),
+        gauge(counts.total),
+    );
     let window = b
         .started_at
         .map(|s| (now - s).clamp(1, RATE_WINDOW_MS))
