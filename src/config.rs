@@ -107,6 +107,8 @@ pub struct Settings {
     pub timezone: Tz,
     /// `LEADBOT_HOT_SLA`.
     pub hot_sla: Duration,
+    /// Local hour (0–23) after which the daily digest is posted; `None` turns it off.
+    pub digest_hour: Option<u32>,
     /// `LEADBOT_BROADCAST_RATE`, messages per second.
     pub broadcast_rate: u32,
     /// `LEADBOT_QUIET_HOURS`; `None` when `off`.
@@ -204,6 +206,16 @@ impl Settings {
             None => chrono_tz::Europe::Moscow,
         };
         let hot_sla = duration_var(&get, "LEADBOT_HOT_SLA", "15m")?;
+        let digest_hour = match get("LEADBOT_DIGEST_HOUR").as_deref().map(str::trim) {
+            None | Some("") => Some(10),
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.parse::<u32>().ok().filter(|h| *h < 24).ok_or_else(|| {
+                ConfigError::new(
+                    "LEADBOT_DIGEST_HOUR",
+                    format!("expected an hour from 0 to 23, or off, got {v:?}"),
+                )
+            })?),
+        };
         let broadcast_rate = number_var(&get, "LEADBOT_BROADCAST_RATE", 25, 1..=1000)?;
         let quiet_hours = match get("LEADBOT_QUIET_HOURS").as_deref() {
             Some("off") | Some("OFF") | Some("Off") => None,
@@ -301,6 +313,7 @@ impl Settings {
             dialogues,
             timezone,
             hot_sla,
+            digest_hour,
             broadcast_rate,
             quiet_hours,
             max_offers_per_week,
@@ -465,6 +478,21 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_variable() {
+        assert_eq!(settings(&[]).unwrap().digest_hour, Some(10));
+        assert_eq!(
+            settings(&[("LEADBOT_DIGEST_HOUR", "off")])
+                .unwrap()
+                .digest_hour,
+            None
+        );
+        assert_eq!(
+            settings(&[("LEADBOT_DIGEST_HOUR", "0")])
+                .unwrap()
+                .digest_hour,
+            Some(0)
+        );
+        let e = settings(&[("LEADBOT_DIGEST_HOUR", "25")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_DIGEST_HOUR");
         let e = settings(&[("LEADBOT_HOT_SLA", "soon")]).unwrap_err();
         assert_eq!(e.var, "LEADBOT_HOT_SLA");
         assert!(

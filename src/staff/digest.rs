@@ -1,4 +1,4 @@
-//! The daily digest: once a day, after [`DIGEST_HOUR`] in the business time zone, the staff chat gets
+//! The daily digest: once a day, after `LEADBOT_DIGEST_HOUR` in the business time zone, the staff chat gets
 //! the last day's figures and every hot lead still waiting for a manager after its SLA
 //! re-announcements ran out. The idempotency key `digest:DATE` makes it once a day across restarts
 //! and replicas.
@@ -11,9 +11,6 @@ use crate::app::ctx::Ctx;
 use crate::outbox::{Action, Markup};
 use crate::storage::{self, StorageError};
 
-/// Local hour after which the day's digest is posted.
-pub const DIGEST_HOUR: u32 = 10;
-
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The idempotency key of a day's digest.
@@ -23,11 +20,14 @@ pub fn digest_key(date: NaiveDate) -> String {
 
 /// One round: posts today's digest if it is time and it was not posted yet. True when posted.
 pub async fn step(app: &App) -> Result<bool, StorageError> {
+    let Some(hour) = app.settings.digest_hour else {
+        return Ok(false);
+    };
     let now = app.clock.now_ms();
     let Some(local) = app.settings.timezone.timestamp_millis_opt(now).single() else {
         return Ok(false);
     };
-    if local.hour() < DIGEST_HOUR {
+    if local.hour() < hour {
         return Ok(false);
     }
     let key = digest_key(local.date_naive());
