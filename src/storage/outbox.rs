@@ -168,6 +168,20 @@ pub async fn by_key(db: &Db, key: &str) -> Result<Option<Row>, StorageError> {
     })?)
 }
 
+/// A row by idempotency key, read inside a transaction. Code holding a transaction must read
+/// through it: on SQLite a second pooled connection can wait for the writer that is waiting for
+/// it, and everything stalls until the busy timeout.
+pub async fn by_key_in(tx: &mut Tx, key: &str) -> Result<Option<Row>, StorageError> {
+    Ok(with_tx!(tx, |c| {
+        sqlx::query_as::<_, Row>(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(c)
+        .await
+    })?)
+}
+
 /// Drops undelivered rows of a lead (`/forget`), except the confirmation about to be sent.
 pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     with_tx!(tx, |c| {
