@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 
 use super::action::Action;
@@ -33,8 +36,22 @@ pub struct Worker {
     pub batch: i64,
 }
 
+/// A send's result, waiting to be recorded.
+struct Delivered {
+    row: storage::outbox::Row,
+    /// `None` when the stored action no longer decodes.
+    action: Option<Action>,
+    outcome: Result<Option<i32>, SendError>,
+}
+
+/// How long recording an outcome is retried while the database is away. A send Telegram
+/// accepted but the bot did not record is sent again after a restart, so it is worth waiting.
+const RECORD_PATIENCE: Duration = Duration::from_secs(120);
+
 impl Worker {
-    /// One round: claim due rows (one per chat), send them concurrently, record outcomes.
+    /// One round: claim due rows (one per chat), send them concurrently, and record outcomes as
+    /// they come in: everything that finished by then in one transaction, so the window between
+    /// Telegram accepting a message and the bot recording it stays short under load.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, StorageError> {
         let rows = storage::outbox::claim_due(&self.db, self.clock.now_ms(), self.batch).await?;
@@ -42,66 +59,119 @@ impl Worker {
             return Ok(Step::Empty);
         }
         let n = rows.len();
-        let results =
-            futures::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
-        for r in results {
-            r?;
+        let mut sends: FuturesUnordered<_> = rows.into_iter().map(|row| self.send(row)).collect();
+        while let Some(first) = sends.next().await {
+            let mut done = vec![first];
+            while let Some(Some(more)) = sends.next().now_or_never() {
+                done.push(more);
+            }
+            self.record_patiently(&done).await?;
         }
         Ok(Step::Done(n))
     }
 
-    async fn deliver(&self, row: storage::outbox::Row) -> Result<(), StorageError> {
-        let action: Action = match serde_json::from_str(&row.action) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(outbox_id = row.id, error = %e, "outbox row does not decode; given up");
-                return storage::outbox::mark_failed(
-                    &self.db,
-                    row.id,
-                    &format!("corrupt action: {e}"),
-                )
-                .await;
-            }
-        };
-        let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
-        let now = self.clock.now_ms();
-        match outcome {
-            Ok(message_id) => {
-                let mid = message_id.map(i64::from);
-                storage::outbox::mark_sent(&self.db, row.id, mid, now).await?;
-                if let Some(mid) = mid {
-                    storage::messages::link_delivered(&self.db, row.id, mid).await?;
+    async fn send(&self, row: storage::outbox::Row) -> Delivered {
+        match serde_json::from_str::<Action>(&row.action) {
+            Ok(action) => {
+                let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
+                Delivered {
+                    row,
+                    action: Some(action),
+                    outcome,
                 }
             }
-            Err(SendError::RetryAfter(d)) => {
+            Err(e) => Delivered {
+                row,
+                action: None,
+                outcome: Err(SendError::Permanent(format!("corrupt action: {e}"))),
+            },
+        }
+    }
+
+    /// Records outcomes, retrying with backoff while the database is unreachable: giving up would
+    /// leave the rows `sending` until a restart, and then send them again.
+    async fn record_patiently(&self, done: &[Delivered]) -> Result<(), StorageError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.record(done).await {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() < RECORD_PATIENCE => {
+                    tracing::warn!(error = %e, rows = done.len(), "cannot record deliveries; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Records a group of outcomes: the deliveries in one transaction, the rest row by row.
+    async fn record(&self, done: &[Delivered]) -> Result<(), StorageError> {
+        let now = self.clock.now_ms();
+        let delivered: Vec<(i64, Option<i64>)> = done
+            .iter()
+            .filter_map(|d| match d.outcome {
+                Ok(mid) => Some((d.row.id, mid.map(i64::from))),
+                Err(_) => None,
+            })
+            .collect();
+        if !delivered.is_empty() {
+            let mut tx = self.db.begin().await?;
+            for &(id, mid) in &delivered {
+                storage::outbox::mark_sent_in(&mut tx, id, mid, now).await?;
+                if let Some(mid) = mid {
+                    storage::messages::link_delivered_in(&mut tx, id, mid).await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        for d in done {
+            if let Err(e) = &d.outcome {
+                self.record_failure(d, e, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        d: &Delivered,
+        error: &SendError,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let row = &d.row;
+        match error {
+            SendError::RetryAfter(wait) => {
                 tracing::warn!(
                     outbox_id = row.id,
-                    seconds = d.as_secs(),
+                    seconds = wait.as_secs(),
                     "rate limited by Telegram"
                 );
-                let at = now + ms(d.max(Duration::from_secs(1)));
+                let at = now + ms((*wait).max(Duration::from_secs(1)));
                 storage::outbox::retry_at(&self.db, row.id, at, "429 Too Many Requests").await?;
             }
-            Err(SendError::Blocked(msg)) => {
+            SendError::Blocked(msg) => {
                 tracing::info!(
                     outbox_id = row.id,
                     "the user blocked the bot; lead marked blocked"
                 );
-                storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
             }
-            Err(SendError::Permanent(msg)) => {
+            SendError::Permanent(msg) => {
                 tracing::error!(outbox_id = row.id, error = %msg, "Telegram refused a request; given up");
-                storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                storage::outbox::mark_failed(&self.db, row.id, msg).await?;
             }
-            Err(SendError::Transient(msg)) => {
-                if !action.retryable() || row.attempts >= backoff::MAX_ATTEMPTS {
+            SendError::Transient(msg) => {
+                let retryable = d.action.as_ref().is_some_and(Action::retryable);
+                if !retryable || row.attempts >= backoff::MAX_ATTEMPTS {
                     tracing::warn!(outbox_id = row.id, error = %msg, attempts = row.attempts, "send failed; given up");
-                    storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                    storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 } else {
                     let delay = backoff::delay(row.attempts);
                     tracing::warn!(outbox_id = row.id, error = %msg, retry_in_ms = ms(delay), "send failed; will retry");
-                    storage::outbox::retry_at(&self.db, row.id, now + ms(delay), &msg).await?;
+                    storage::outbox::retry_at(&self.db, row.id, now + ms(delay), msg).await?;
                 }
             }
         }

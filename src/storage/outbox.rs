@@ -98,6 +98,26 @@ pub async fn mark_sent(
     Ok(())
 }
 
+/// [`mark_sent`] inside a transaction, so a group of deliveries is recorded in one commit.
+pub async fn mark_sent_in(
+    tx: &mut Tx,
+    id: i64,
+    message_id: Option<i64>,
+    now: i64,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = $2, last_error = NULL
+             WHERE id = $3",
+        )
+        .bind(now)
+        .bind(message_id)
+        .bind(id)
+        .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 /// Puts a row back for another attempt at `at`.
 pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), StorageError> {
     with_db!(db, |c| {
