@@ -178,28 +178,55 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs until shutdown: rounds while there is work, then waits for a wake-up or the next due row.
+    /// Runs until shutdown. Sends overlap: whenever one finishes (and on every wake-up) more due
+    /// rows are claimed, up to `batch` in flight, so a send that hangs or meets a slow 5xx holds
+    /// up only its own chat (whose next row waits for it, keeping the chat's order).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut in_flight = FuturesUnordered::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step().await {
-                Ok(Step::Done(_)) => continue,
-                Ok(Step::Empty) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox round failed; retrying"),
+            let room = self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX);
+            if room > 0 {
+                match storage::outbox::claim_due(&self.db, self.clock.now_ms(), room).await {
+                    Ok(rows) => in_flight.extend(rows.into_iter().map(|row| self.send(row))),
+                    Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
+                }
             }
+            // Rows blocked behind a chat's send in flight are woken by its completion, so with
+            // sends in flight the timer only serves rows coming due later.
+            let floor = if in_flight.is_empty() { 10 } else { 100 };
             let idle = match storage::outbox::next_due(&self.db).await {
                 Ok(Some(at)) => {
                     Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
-                        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                        .clamp(Duration::from_millis(floor), Duration::from_secs(1))
                 }
                 _ => Duration::from_secs(1),
             };
             tokio::select! {
+                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
+                    let mut done = vec![first];
+                    while let Some(Some(more)) = in_flight.next().now_or_never() {
+                        done.push(more);
+                    }
+                    if let Err(e) = self.record_patiently(&done).await {
+                        tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart");
+                    }
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => {}
+            }
+        }
+        // Sends already made are recorded, so a graceful stop doubles nothing.
+        while let Some(first) = in_flight.next().await {
+            let mut done = vec![first];
+            while let Some(Some(more)) = in_flight.next().now_or_never() {
+                done.push(more);
+            }
+            if let Err(e) = self.record_patiently(&done).await {
+                tracing::error!(error = %e, "deliveries not recorded at shutdown");
             }
         }
         tracing::info!("outbox worker stopped");

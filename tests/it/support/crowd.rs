@@ -107,6 +107,9 @@ pub struct Prospect {
     answered: HashSet<i64>,
     /// Questions already answered with a mistake (one mistake per question at most).
     mistaken: HashSet<Question>,
+    /// Questions already answered properly: the same question again is a duplicate (Telegram
+    /// got it twice across a crash), which a person would ignore.
+    done: HashSet<Question>,
     pub finished: bool,
     pub started: bool,
 }
@@ -168,6 +171,7 @@ impl Crowd {
                     offers: usize::try_from(rng.below(2)).unwrap_or(0),
                     answered: HashSet::new(),
                     mistaken: HashSet::new(),
+                    done: HashSet::new(),
                     finished: false,
                     started: false,
                 }
@@ -214,10 +218,15 @@ impl Crowd {
                                 None
                             } else if let Some(q) = Question::of(&text) {
                                 p.answered.insert(m.message_id);
+                                if p.done.contains(&q) {
+                                    continue;
+                                }
                                 let mistake =
                                     !p.mistaken.contains(&q) && self.rng.chance(self.mistake_rate);
                                 if mistake {
                                     p.mistaken.insert(q);
+                                } else {
+                                    p.done.insert(q);
                                 }
                                 Some((answer(p, q, &m, mistake, &mut self.rng), mistake))
                             } else {
@@ -339,23 +348,17 @@ impl Duplicates {
     }
 }
 
-/// Message-creating outbox rows recorded as sent, per chat.
-async fn sent_per_chat(db: &Db) -> BTreeMap<i64, i64> {
-    let rows: Vec<(i64, String)> = match db {
-        Db::Sqlite(p) => {
-            sqlx::query_as("SELECT chat_id, action FROM outbox WHERE status = 'sent'")
-                .fetch_all(p)
-                .await
-        }
-        Db::Postgres(p) => {
-            sqlx::query_as("SELECT chat_id, action FROM outbox WHERE status = 'sent'")
-                .fetch_all(p)
-                .await
-        }
+/// Message-creating outbox rows recorded as sent, per chat: how many, and how many of them were
+/// repeated claims (in flight when the bot was killed, or retried after a failure).
+async fn sent_per_chat(db: &Db) -> BTreeMap<i64, (i64, i64)> {
+    const SQL: &str = "SELECT chat_id, action, attempts FROM outbox WHERE status = 'sent'";
+    let rows: Vec<(i64, String, i32)> = match db {
+        Db::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
     }
     .expect("reading the outbox");
     let mut per_chat = BTreeMap::new();
-    for (chat, action) in rows {
+    for (chat, action, attempts) in rows {
         let kind = serde_json::from_str::<Value>(&action)
             .ok()
             .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
@@ -364,14 +367,37 @@ async fn sent_per_chat(db: &Db) -> BTreeMap<i64, i64> {
             kind.as_str(),
             "send_message" | "copy_message" | "send_document"
         ) {
-            *per_chat.entry(chat).or_insert(0) += 1;
+            let entry: &mut (i64, i64) = per_chat.entry(chat).or_default();
+            entry.0 += 1;
+            entry.1 += i64::from(attempts.max(1) - 1);
         }
     }
     per_chat
 }
 
-/// Updates applied without leaving an inbound message in the lead's history.
-const WITHOUT_INBOUND: &str = "SELECT u.update_id, SUBSTR(u.payload, 1, 160) FROM updates u WHERE NOT EXISTS \
+/// Checks one chat: Telegram holds at least what the outbox recorded, and anything beyond it is
+/// a row that was claimed more than once (the window between Telegram accepting a send and the
+/// bot recording it). Returns the duplicates.
+fn duplicates_in(chat: i64, got: usize, sent: Option<&(i64, i64)>) -> i64 {
+    let got = i64::try_from(got).unwrap_or(i64::MAX);
+    let (recorded, claimed_again) = sent.copied().unwrap_or_default();
+    assert!(
+        got >= recorded,
+        "chat {chat}: the outbox says {recorded} sent, Telegram has {got}"
+    );
+    assert!(
+        got - recorded <= claimed_again,
+        "chat {chat}: Telegram has {got} messages, the outbox recorded {recorded}, and only \
+         {claimed_again} were ever in flight twice: a message was doubled outside the window"
+    );
+    got - recorded
+}
+
+/// Messages applied without leaving an inbound message in the lead's history. (A press of a
+/// button under a question already answered, as under a question sent twice, is answered
+/// "this button no longer works" and is not history.)
+const WITHOUT_INBOUND: &str = "SELECT u.update_id, SUBSTR(u.payload, 1, 160) FROM updates u \
+     WHERE u.payload NOT LIKE '%\"callback_query\"%' AND NOT EXISTS \
      (SELECT 1 FROM messages m WHERE m.update_id = u.update_id AND m.direction = 'in') ORDER BY u.update_id";
 
 /// Runs a SQL count on either database.
@@ -474,14 +500,8 @@ pub async fn check(crowd: &Crowd, fake: &FakeTelegram, db: &Db) -> Duplicates {
     let sent = sent_per_chat(db).await;
     let mut dups = Duplicates::default();
     for p in &crowd.prospects {
-        let got = i64::try_from(fake.bot_messages_in(p.user.id).len()).unwrap_or(0);
-        let recorded = sent.get(&p.user.id).copied().unwrap_or(0);
-        assert!(
-            got >= recorded,
-            "chat {}: the outbox says {recorded} sent, Telegram has {got}",
-            p.user.id
-        );
-        dups.to_prospects += got - recorded;
+        let got = fake.bot_messages_in(p.user.id).len();
+        dups.to_prospects += duplicates_in(p.user.id, got, sent.get(&p.user.id));
     }
     let cards: Vec<StoredMessage> = fake
         .bot_messages_in(STAFF_CHAT)
@@ -496,6 +516,12 @@ pub async fn check(crowd: &Crowd, fake: &FakeTelegram, db: &Db) -> Duplicates {
         assert!(n >= 1, "hot lead {} was not alerted", p.user.id);
         dups.alerts += i64::try_from(n).unwrap_or(0) - 1;
     }
+    let staff = fake.bot_messages_in(STAFF_CHAT).len();
+    let staff_dups = duplicates_in(STAFF_CHAT, staff, sent.get(&STAFF_CHAT));
+    assert!(
+        staff_dups >= dups.alerts,
+        "alerts doubled outside the window"
+    );
     dups
 }
 
@@ -521,4 +547,35 @@ pub async fn settle(db: &Db, timeout: Duration) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The outbox rows not yet delivered and the updates not yet applied, for failure messages.
+pub async fn backlog_report(db: &Db) -> String {
+    const OUTBOX: &str = "SELECT id, chat_id, status, attempts, next_attempt_at, COALESCE(last_error, ''), \
+        SUBSTR(action, 1, 40) FROM outbox WHERE status IN ('pending', 'sending') ORDER BY id LIMIT 30";
+    const UPDATES: &str = "SELECT update_id, attempts, COALESCE(error, '') FROM updates \
+        WHERE processed_at IS NULL ORDER BY update_id LIMIT 30";
+    type OutboxLine = (i64, i64, String, i32, i64, String, String);
+    let outbox: Result<Vec<OutboxLine>, _> = match db {
+        Db::Sqlite(p) => sqlx::query_as(OUTBOX).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_as(OUTBOX).fetch_all(p).await,
+    };
+    let updates: Result<Vec<(i64, i32, String)>, _> = match db {
+        Db::Sqlite(p) => sqlx::query_as(UPDATES).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_as(UPDATES).fetch_all(p).await,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out =
+        String::from("outbox backlog (id chat status attempts due_in_ms error action):\n");
+    for (id, chat, status, attempts, due, error, action) in outbox.unwrap_or_default() {
+        out += &format!(
+            "  {id} {chat} {status} {attempts} {} {error} {action}\n",
+            due - now
+        );
+    }
+    out += "updates not applied (id attempts error):\n";
+    for (id, attempts, error) in updates.unwrap_or_default() {
+        out += &format!("  {id} {attempts} {error}\n");
+    }
+    out
 }
