@@ -3,10 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
+use tokio::task::{JoinError, JoinSet};
 
 use super::action::Action;
 use super::backoff;
@@ -59,15 +57,23 @@ impl Worker {
             return Ok(Step::Empty);
         }
         let n = rows.len();
-        let mut sends: FuturesUnordered<_> = rows.into_iter().map(|row| self.send(row)).collect();
-        while let Some(first) = sends.next().await {
-            let mut done = vec![first];
-            while let Some(Some(more)) = sends.next().now_or_never() {
-                done.push(more);
-            }
+        let mut sends = JoinSet::new();
+        for row in rows {
+            self.spawn_send(&mut sends, row);
+        }
+        while let Some(first) = sends.join_next().await {
+            let done = finished(first, &mut sends);
             self.record_patiently(&done).await?;
         }
         Ok(Step::Done(n))
+    }
+
+    /// Sends on a task of its own, so it runs on (and its timeout counts from the answer) while
+    /// the worker is busy recording other outcomes: a future left unpolled past its timeout
+    /// would report a message Telegram accepted as failed, and it would be sent again.
+    fn spawn_send(&self, sends: &mut JoinSet<Delivered>, row: storage::outbox::Row) {
+        let worker = self.clone();
+        sends.spawn(async move { worker.send(row).await });
     }
 
     async fn send(&self, row: storage::outbox::Row) -> Delivered {
@@ -182,7 +188,7 @@ impl Worker {
     /// rows are claimed, up to `batch` in flight, so a send that hangs or meets a slow 5xx holds
     /// up only its own chat (whose next row waits for it, keeping the chat's order).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut in_flight = FuturesUnordered::new();
+        let mut in_flight = JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -190,7 +196,11 @@ impl Worker {
             let room = self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX);
             if room > 0 {
                 match storage::outbox::claim_due(&self.db, self.clock.now_ms(), room).await {
-                    Ok(rows) => in_flight.extend(rows.into_iter().map(|row| self.send(row))),
+                    Ok(rows) => {
+                        for row in rows {
+                            self.spawn_send(&mut in_flight, row);
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
                 }
             }
@@ -205,11 +215,8 @@ impl Worker {
                 _ => Duration::from_secs(1),
             };
             tokio::select! {
-                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
-                    let mut done = vec![first];
-                    while let Some(Some(more)) = in_flight.next().now_or_never() {
-                        done.push(more);
-                    }
+                Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let done = finished(first, &mut in_flight);
                     if let Err(e) = self.record_patiently(&done).await {
                         tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart");
                     }
@@ -220,17 +227,29 @@ impl Worker {
             }
         }
         // Sends already made are recorded, so a graceful stop doubles nothing.
-        while let Some(first) = in_flight.next().await {
-            let mut done = vec![first];
-            while let Some(Some(more)) = in_flight.next().now_or_never() {
-                done.push(more);
-            }
+        while let Some(first) = in_flight.join_next().await {
+            let done = finished(first, &mut in_flight);
             if let Err(e) = self.record_patiently(&done).await {
                 tracing::error!(error = %e, "deliveries not recorded at shutdown");
             }
         }
         tracing::info!("outbox worker stopped");
     }
+}
+
+/// The send that finished and every other one finished by now (a panicked send is logged; its
+/// row stays `sending` and is sent again after a restart).
+fn finished(first: Result<Delivered, JoinError>, sends: &mut JoinSet<Delivered>) -> Vec<Delivered> {
+    let mut done = Vec::new();
+    let mut take = |r: Result<Delivered, JoinError>| match r {
+        Ok(d) => done.push(d),
+        Err(e) => tracing::error!(error = %e, "a send task failed"),
+    };
+    take(first);
+    while let Some(more) = sends.try_join_next() {
+        take(more);
+    }
+    done
 }
 
 fn ms(d: Duration) -> i64 {

@@ -114,3 +114,105 @@ both_databases! {
         assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
     }
 }
+
+/// Terminates every connection to `database` but this one, over and over, for `span`: the
+/// database "goes away" for the bot. Returns how many connections were cut.
+async fn cut_connections(admin_url: String, database: String, span: Duration) -> u64 {
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    let until = Instant::now() + span;
+    let mut cut = 0;
+    while Instant::now() < until {
+        let rows: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+        .fetch_all(&admin)
+        .await
+        .unwrap_or_default();
+        cut += rows.iter().filter(|(done,)| *done).count() as u64;
+        // Between rounds the bot reconnects, and is cut again on the next round.
+        tokio::task::yield_now().await;
+    }
+    admin.close().await;
+    cut
+}
+
+/// How long each outage lasts (`LEADBOT_OUTAGE_SECS`, default 5).
+fn outage_span() -> Duration {
+    Duration::from_secs(
+        std::env::var("LEADBOT_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_waits_out_a_postgres_outage_and_loses_no_update() {
+    let Some(backend) = Backend::postgres("faults::the_bot_waits_out_a_postgres_outage") else {
+        return;
+    };
+    let Backend::Postgres(admin_url) = backend.clone() else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let database = app
+        .test_db
+        .url
+        .rsplit_once('/')
+        .map(|(_, name)| name.to_owned())
+        .unwrap_or_default();
+    let seed = crowd::seed();
+    say(format!(
+        "outage: seed {seed} (replay with LEADBOT_CHAOS_SEED={seed})"
+    ));
+    let mut crowd = Crowd::new(20, 630_000, seed, 0.15);
+    let mut outages: Vec<tokio::task::JoinHandle<u64>> = Vec::new();
+    let started = Instant::now();
+    let result = crowd
+        .drive(&app.fake, Duration::from_secs(120), |crowd, _| {
+            // Two outages of 3 s, a third and two thirds of the way through.
+            let due = match crowd.tally.updates {
+                n if n >= 100 => 2,
+                n if n >= 40 => 1,
+                _ => 0,
+            };
+            while outages.len() < due {
+                outages.push(tokio::spawn(cut_connections(
+                    admin_url.clone(),
+                    database.clone(),
+                    outage_span(),
+                )));
+            }
+        })
+        .await;
+    let mut cut = 0;
+    for outage in outages {
+        cut += outage.await.unwrap_or(0);
+    }
+    if let Err(e) = result {
+        panic!("{e}\nseed {seed}\n{}", crowd::backlog_report(&app.db).await);
+    }
+    if let Err(e) = settle(&app.db, Duration::from_secs(60)).await {
+        panic!("{e}; seed {seed}\n{}", crowd::backlog_report(&app.db).await);
+    }
+    assert!(app.is_running(), "the bot stopped during the outage");
+    assert!(
+        cut > 0,
+        "no connection was cut: the test did not test anything"
+    );
+    let dups = crowd::check(&crowd, &app.fake, &app.db).await;
+    say(format!(
+        "outage: {} prospects finished in {:.1?} through two {:?} outages ({cut} connections cut); \
+         duplicates {} (seed {seed})",
+        crowd.finished(),
+        started.elapsed(),
+        outage_span(),
+        dups.total()
+    ));
+    // The bot was never killed, so nothing Telegram accepted may be sent again.
+    assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
+}
