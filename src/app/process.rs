@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use super::App;
 use super::ctx::Ctx;
 use super::event::Event;
-use super::prospect;
+use super::prospect::{self, ProspectError};
 use crate::storage::updates::{self, StoredUpdate};
 
 /// Updates that failed this often are left aside (and logged) so one bad update cannot stall a lead.
@@ -28,7 +28,11 @@ pub struct Processor {
 /// What one round did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
-    Done(usize),
+    /// Updates were applied (or tried); `failed` of them failed and wait for the next round.
+    Done {
+        applied: usize,
+        failed: usize,
+    },
     Empty,
 }
 
@@ -47,40 +51,68 @@ impl Processor {
             groups.entry(key).or_default().push(u);
         }
         let app = &self.app;
-        futures::future::join_all(groups.into_values().map(|group| async move {
+        let failed = futures::future::join_all(groups.into_values().map(|group| async move {
             for u in group {
                 // A bug must not take the processor down: a panic is caught and counted as a failure.
                 let result = AssertUnwindSafe(apply_update(app, &u)).catch_unwind().await;
-                let error = match result {
+                match result {
                     Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => "the handler panicked".to_owned(),
-                };
-                tracing::error!(update_id = u.update_id, error = %error, "update failed; will retry");
-                let _ = updates::record_failure(&app.db, u.update_id, &error).await;
+                    // The database is away: nothing is wrong with the update, so it keeps all its
+                    // attempts (five quick failures during an outage used to set it aside for good).
+                    Ok(Err(ProspectError::Storage(e))) if e.is_unavailable() => {
+                        tracing::warn!(update_id = u.update_id, error = %e, "database unavailable; update will be retried");
+                    }
+                    other => {
+                        let error = match other {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "the handler panicked".to_owned(),
+                        };
+                        tracing::error!(update_id = u.update_id, error = %error, "update failed; will retry");
+                        let _ = updates::record_failure(&app.db, u.update_id, &error).await;
+                    }
+                }
                 // Later updates of this user wait for this one.
-                break;
+                return 1;
             }
+            0
         }))
-        .await;
+        .await
+        .into_iter()
+        .sum();
         self.app.outbox_wake.notify_one();
-        Ok(Round::Done(n))
+        Ok(Round::Done {
+            applied: n - failed,
+            failed,
+        })
     }
 
     /// Runs until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut pause = Duration::ZERO;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step().await {
-                Ok(Round::Done(_)) => continue,
-                Ok(Round::Empty) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read pending updates; retrying"),
-            }
+            let idle = match self.step().await {
+                Ok(Round::Done { failed: 0, .. }) => {
+                    pause = Duration::ZERO;
+                    continue;
+                }
+                // Failed updates are retried after a growing pause, not in a tight loop.
+                Ok(Round::Done { .. }) => {
+                    pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    pause
+                }
+                Ok(Round::Empty) => Duration::from_secs(2),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read pending updates; retrying");
+                    pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    pause
+                }
+            };
             tokio::select! {
-                _ = self.stored.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.stored.notified(), if pause.is_zero() => {}
+                _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => {}
             }
         }

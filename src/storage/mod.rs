@@ -38,6 +38,32 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+impl StorageError {
+    /// True when the database could not be reached or dropped the connection (it restarted, an
+    /// operator terminated the session, the pool ran dry): the same work will succeed later, so it
+    /// is retried rather than counted against the work itself.
+    pub fn is_unavailable(&self) -> bool {
+        let StorageError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL: connection exceptions (08…), operator intervention (57P01 admin
+            // shutdown, 57P02 crash shutdown, 57P03 cannot connect now); SQLite: busy/locked.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "6")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// A connection pool to SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -232,5 +258,23 @@ impl Tx {
             .map(|r| r.rows_affected())
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StorageError;
+
+    #[test]
+    fn an_unreachable_database_is_told_apart_from_a_failing_statement() {
+        assert!(StorageError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            StorageError::Database(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset
+            )))
+            .is_unavailable()
+        );
+        assert!(!StorageError::Database(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StorageError::Corrupt("bad json".into()).is_unavailable());
     }
 }

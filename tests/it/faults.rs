@@ -216,3 +216,50 @@ async fn the_bot_waits_out_a_postgres_outage_and_loses_no_update() {
     // The bot was never killed, so nothing Telegram accepted may be sent again.
     assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
 }
+
+/// Highest `attempts` among stored updates.
+async fn max_update_attempts(db: &leadbot::storage::Db) -> i32 {
+    const SQL: &str = "SELECT COALESCE(MAX(attempts), 0) FROM updates";
+    let row: Result<(i32,), _> = match db {
+        leadbot::storage::Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await,
+        leadbot::storage::Db::Postgres(p) => sqlx::query_as(SQL).fetch_one(p).await,
+    };
+    row.map(|(n,)| n).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_failing_for_a_moment_is_retried_with_backoff_not_set_aside() {
+    let Some(backend) = Backend::postgres("faults::an_update_failing_for_a_moment") else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let leadbot::storage::Db::Postgres(pool) = &app.db else {
+        return;
+    };
+    // The lead's history table is away: every update fails (the database answers, so the
+    // failure is counted against the update).
+    sqlx::query("ALTER TABLE messages RENAME TO messages_away")
+        .execute(pool)
+        .await
+        .expect("renaming the history table");
+    let user = crate::support::User::new(640_001).lang("ru");
+    app.fake.push(user.command("start", "outage"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while max_update_attempts(&app.db).await < 2 {
+        assert!(Instant::now() < deadline, "the update was never tried");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The table stays away a little longer (the length of the fault, not a wait for something):
+    // retried in a tight loop, the update used all its attempts within milliseconds.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sqlx::query("ALTER TABLE messages_away RENAME TO messages")
+        .execute(pool)
+        .await
+        .expect("renaming the history table back");
+    app.fake
+        .wait_for_message(user.id, Duration::from_secs(15), |m| {
+            m.from_bot && m.visible_text().contains("согласие")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the update was set aside: {e}"));
+}
