@@ -226,11 +226,19 @@ impl Settings {
             None => None,
         };
         let webhook_url = match get("LEADBOT_WEBHOOK_URL") {
-            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+            Some(u)
+                if (u.starts_with("https://") || u.starts_with("http://"))
+                    && reqwest::Url::parse(&u)
+                        .is_ok_and(|p| !matches!(p.path(), "/healthz" | "/metrics")) =>
+            {
+                Some(u)
+            }
             Some(u) => {
                 return Err(ConfigError::new(
                     "LEADBOT_WEBHOOK_URL",
-                    format!("expected a public https:// URL, got {u:?}"),
+                    format!(
+                        "expected a public https:// URL whose path is not /healthz or /metrics, got {u:?}"
+                    ),
                 ));
             }
             None => None,
@@ -250,8 +258,29 @@ impl Settings {
             }
             None => None,
         };
-        let crm_webhook_url = get("LEADBOT_CRM_WEBHOOK_URL");
+        if webhook_url.is_some() && http_addr.is_none() {
+            return Err(ConfigError::new(
+                "LEADBOT_HTTP_ADDR",
+                "required when LEADBOT_WEBHOOK_URL is set: the HOST:PORT Telegram's posts reach, such as 0.0.0.0:8080",
+            ));
+        }
+        let crm_webhook_url = match get("LEADBOT_CRM_WEBHOOK_URL") {
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+            Some(u) => {
+                return Err(ConfigError::new(
+                    "LEADBOT_CRM_WEBHOOK_URL",
+                    format!("expected an https:// or http:// URL, got {u:?}"),
+                ));
+            }
+            None => None,
+        };
         let crm_secret = get("LEADBOT_CRM_SECRET").map(Secret::new);
+        if crm_webhook_url.is_some() && crm_secret.is_none() {
+            return Err(ConfigError::new(
+                "LEADBOT_CRM_SECRET",
+                "required when LEADBOT_CRM_WEBHOOK_URL is set: the key CRM events are signed with (HMAC-SHA256)",
+            ));
+        }
         let log_filter = get("RUST_LOG").unwrap_or_else(|| "info".to_owned());
         let log_format = match get("LEADBOT_LOG_FORMAT").as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
@@ -486,6 +515,45 @@ mod tests {
         let e = settings(&[("TELOXIDE_TOKEN", "not a token SECRET")]).unwrap_err();
         assert!(!e.to_string().contains("SECRET"));
         assert_eq!(e.var, "TELOXIDE_TOKEN");
+    }
+
+    #[test]
+    fn webhook_and_crm_settings_name_what_is_missing() {
+        let e = settings(&[("LEADBOT_WEBHOOK_URL", "https://bot.example.com/tg")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_HTTP_ADDR");
+        let e = settings(&[("LEADBOT_WEBHOOK_URL", "bot.example.com")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_WEBHOOK_URL");
+        // The bot serves the webhook on the URL's path, beside /healthz and /metrics.
+        let e = settings(&[
+            ("LEADBOT_WEBHOOK_URL", "https://bot.example.com/metrics"),
+            ("LEADBOT_HTTP_ADDR", "0.0.0.0:8080"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "LEADBOT_WEBHOOK_URL");
+        let e = settings(&[("LEADBOT_WEBHOOK_SECRET", "has space hunter2")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_WEBHOOK_SECRET");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = settings(&[("LEADBOT_HTTP_ADDR", "8080")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_HTTP_ADDR");
+        let e =
+            settings(&[("LEADBOT_CRM_WEBHOOK_URL", "https://crm.example.com/hook")]).unwrap_err();
+        assert_eq!(e.var, "LEADBOT_CRM_SECRET");
+        let e = settings(&[
+            ("LEADBOT_CRM_WEBHOOK_URL", "crm"),
+            ("LEADBOT_CRM_SECRET", "k"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "LEADBOT_CRM_WEBHOOK_URL");
+        let s = settings(&[
+            ("LEADBOT_WEBHOOK_URL", "https://bot.example.com/tg"),
+            ("LEADBOT_HTTP_ADDR", "0.0.0.0:8080"),
+            ("LEADBOT_WEBHOOK_SECRET", "abc_DEF-123"),
+            ("LEADBOT_CRM_WEBHOOK_URL", "https://crm.example.com/hook"),
+            ("LEADBOT_CRM_SECRET", "k"),
+        ])
+        .unwrap();
+        assert_eq!(s.webhook_secret.unwrap().expose(), "abc_DEF-123");
+        assert!(s.crm_secret.is_some());
     }
 
     #[test]

@@ -14,8 +14,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Secret, Settings};
 use crate::dialogue::Catalog;
+use crate::metrics::Metrics;
 use crate::outbox::worker::Worker;
 use crate::storage::{self, Db, StorageError};
 use crate::telegram;
@@ -39,6 +40,31 @@ pub enum RunError {
     /// The Telegram client could not be built.
     #[error("{0}")]
     Telegram(String),
+    /// This process cannot join the database (a second process on one SQLite file).
+    #[error(transparent)]
+    Replica(#[from] storage::ops::JoinError),
+    /// The HTTP server could not listen.
+    #[error("LEADBOT_HTTP_ADDR: cannot listen on {0}")]
+    Http(String),
+    /// The CRM client could not be built.
+    #[error("LEADBOT_CRM_WEBHOOK_URL: {0}")]
+    Crm(String),
+}
+
+/// A listening socket handed to `run` instead of binding `LEADBOT_HTTP_ADDR` (tests bind port 0
+/// and build the webhook URL from the port they got). Taken once.
+#[derive(Clone, Default)]
+pub struct HttpListener(Arc<std::sync::Mutex<Option<std::net::TcpListener>>>);
+
+impl HttpListener {
+    /// Wraps a bound listener.
+    pub fn new(listener: std::net::TcpListener) -> HttpListener {
+        HttpListener(Arc::new(std::sync::Mutex::new(Some(listener))))
+    }
+
+    fn take(&self) -> Option<std::net::TcpListener> {
+        self.0.lock().ok().and_then(|mut l| l.take())
+    }
 }
 
 /// Knobs tests turn; production uses the defaults.
@@ -52,6 +78,10 @@ pub struct RunOptions {
     pub request_timeout: Duration,
     /// How often timers (SLA reminders) are checked.
     pub timer_tick: Duration,
+    /// An already bound HTTP listener to use instead of `LEADBOT_HTTP_ADDR`.
+    pub http_listener: Option<HttpListener>,
+    /// How long the CRM receiver may take to answer one event.
+    pub crm_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -61,6 +91,8 @@ impl Default for RunOptions {
             poll_timeout_secs: 25,
             request_timeout: Duration::from_secs(35),
             timer_tick: Duration::from_secs(5),
+            http_listener: None,
+            crm_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -74,12 +106,17 @@ pub struct App {
     pub staff_chat_id: i64,
     /// Wakes the outbox worker.
     pub outbox_wake: Arc<Notify>,
+    /// Whether the staff chat is a forum (a topic per lead).
+    pub staff_forum: Arc<crate::staff::topics::ForumFlag>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
     /// Called inside the update's transaction when a lead turns hot.
     pub async fn on_turned_hot(&self, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageError> {
-        crate::staff::alert::enqueue_alert(self, ctx, lead).await
+        crate::staff::alert::enqueue_alert(self, ctx, lead).await?;
+        crate::crm::record(self, ctx, crate::crm::LeadEvent::Hot, lead).await
     }
 }
 
@@ -107,10 +144,14 @@ pub async fn run(
     let catalog = load_catalog(&settings)?;
     let db = Db::connect(&settings.database_url).await?;
     db.migrate().await?;
+    // Held until `run` returns: on SQLite it keeps a second process out, on PostgreSQL it tells
+    // the other replicas this one is alive.
+    let instance = storage::ops::join(&db, &settings.database_url).await?;
+    let instance_id = instance.id;
     let clock = options.clock.clone();
     let scripts = Scripts::new(catalog);
     scripts.remember_all(&db, clock.now_ms()).await?;
-    let requeued = storage::outbox::requeue_in_flight(&db).await?;
+    let requeued = storage::ops::release_orphans(&db, instance_id).await?;
     if requeued > 0 {
         tracing::warn!(
             requeued,
@@ -120,8 +161,28 @@ pub async fn run(
     let bot = telegram::client(&token, settings.api_url.as_deref(), options.request_timeout)
         .map_err(RunError::Telegram)?;
 
+    let http_listener = match options.http_listener.as_ref().and_then(HttpListener::take) {
+        Some(l) => Some(l),
+        None => match settings.http_addr {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| RunError::Http(format!("{addr}: {e}")))?,
+            ),
+            None => None,
+        },
+    };
+    let webhook_secret = match (&settings.webhook_url, &settings.webhook_secret) {
+        (None, _) => None,
+        (Some(_), Some(s)) => Some(s.clone()),
+        (Some(_), None) => Some(Secret::new(
+            storage::ops::webhook_secret(&db, &storage::ops::generate_secret()).await?,
+        )),
+    };
+
+    let metrics = Arc::new(Metrics::new());
     let outbox_wake = Arc::new(Notify::new());
     let stored = Arc::new(Notify::new());
+    let staff_forum = Arc::new(crate::staff::topics::ForumFlag::default());
     let app = Arc::new(App {
         db: db.clone(),
         clock: clock.clone(),
@@ -129,6 +190,8 @@ pub async fn run(
         settings,
         staff_chat_id,
         outbox_wake: outbox_wake.clone(),
+        staff_forum: staff_forum.clone(),
+        metrics: metrics.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -139,6 +202,7 @@ pub async fn run(
         stored: stored.clone(),
         timeout_secs: options.poll_timeout_secs,
         token: token.expose().to_owned(),
+        metrics: metrics.clone(),
     };
     let worker = Worker {
         bot: bot.clone(),
@@ -147,20 +211,88 @@ pub async fn run(
         token: token.expose().to_owned(),
         wake: outbox_wake.clone(),
         batch: 64,
+        staff_chat_id,
+        staff_forum,
+        owner: Some(instance_id),
+        metrics: metrics.clone(),
     };
     let processor = process::Processor {
         app: app.clone(),
         stored: stored.clone(),
+        deferred: Default::default(),
     };
 
     tracing::info!("leadbot is running");
     // A JoinSet aborts its tasks when dropped, so aborting `run` stops everything at once (which
     // is also how tests simulate a crash).
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(poller.run(stop_rx.clone()));
+    if let Some(listener) = http_listener {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| RunError::Http(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| RunError::Http(format!("{addr}: {e}")))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| RunError::Http(format!("{addr}: {e}")))?;
+        let intake = match (&app.settings.webhook_url, &webhook_secret) {
+            (Some(url), Some(secret)) => Some(crate::http::WebhookIntake {
+                path: webhook_path(url),
+                secret: secret.clone(),
+                stored: stored.clone(),
+            }),
+            _ => None,
+        };
+        let router = crate::http::router(app.clone(), intake);
+        let mut stop = stop_rx.clone();
+        tracing::info!(%addr, "HTTP server listening (/healthz, /metrics)");
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+    }
+    match (&app.settings.webhook_url, &webhook_secret) {
+        (Some(url), Some(secret)) => {
+            tasks.spawn(register_webhook(
+                db.clone(),
+                bot.clone(),
+                url.clone(),
+                secret.clone(),
+                token.expose().to_owned(),
+                stop_rx.clone(),
+            ));
+        }
+        _ => {
+            tasks.spawn(poller.run(stop_rx.clone()));
+        }
+    }
+    if let (Some(url), Some(secret)) = (&app.settings.crm_webhook_url, &app.settings.crm_secret) {
+        let crm = crate::crm::CrmWorker::new(
+            db.clone(),
+            clock.clone(),
+            url.clone(),
+            secret.clone(),
+            instance_id,
+            metrics.clone(),
+            options.crm_timeout,
+        )
+        .map_err(RunError::Crm)?;
+        tasks.spawn(crm.run(stop_rx.clone()));
+    }
     tasks.spawn(worker.run(stop_rx.clone()));
     tasks.spawn(processor.run(stop_rx.clone()));
-    tasks.spawn(timers(app.clone(), options.timer_tick, stop_rx.clone()));
+    tasks.spawn(timers(
+        app.clone(),
+        instance.lease(),
+        options.timer_tick,
+        stop_rx.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -171,18 +303,84 @@ pub async fn run(
         }
     }
     db.close().await;
+    drop(instance);
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Periodic work: SLA re-announcements.
-async fn timers(app: Arc<App>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+/// The path Telegram posts to: the path of the webhook URL (`/` when it has none).
+fn webhook_path(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|_| "/".to_owned())
+}
+
+/// Registers the webhook, retrying with backoff until Telegram accepts it.
+async fn register_webhook(
+    db: Db,
+    bot: telegram::Client,
+    url: String,
+    secret: Secret,
+    token: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match telegram::webhook::register(&bot, &url, secret.expose(), &token).await {
+            Ok(()) => {
+                tracing::info!("webhook registered; Telegram will post updates");
+                if let Err(e) = storage::ops::note_webhook_registered(&db, &url).await {
+                    tracing::warn!(error = %e, "cannot note the webhook; polling later may start late");
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "setWebhook failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Periodic work: SLA re-announcements, and taking over the claims of replicas that died.
+async fn timers(
+    app: Arc<App>,
+    lease: storage::ops::Lease,
+    tick: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if *shutdown.borrow() {
             break;
         }
+        if let Err(e) = lease.keep_alive(&app.db).await {
+            tracing::warn!(error = %e, "cannot renew this replica's liveness lock");
+        }
+        let me = lease.id();
+        // SQLite has one process, whose leftovers were put back at start-up.
+        let orphans = if app.db.is_postgres() {
+            storage::ops::release_orphans(&app.db, me).await
+        } else {
+            Ok(0)
+        };
+        match orphans {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    rows = n,
+                    "work claimed by a stopped replica is put back for delivery"
+                );
+                app.outbox_wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check for stopped replicas"),
+        }
         if let Err(e) = crate::staff::sla::step(&app).await {
             tracing::warn!(error = %e, "SLA round failed; retrying");
+        }
+        if let Err(e) = crate::staff::digest::step(&app).await {
+            tracing::warn!(error = %e, "daily digest round failed; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

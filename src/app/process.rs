@@ -1,9 +1,9 @@
 //! Applies stored updates: per lead in order, different leads concurrently, each update in one
 //! transaction that also marks it applied, so a replay changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -12,107 +12,135 @@ use tokio::sync::{Notify, watch};
 use super::App;
 use super::ctx::Ctx;
 use super::event::Event;
-use super::prospect::{self, ProspectError};
+use super::prospect;
 use crate::storage::updates::{self, StoredUpdate};
 
 /// Updates that failed this often are left aside (and logged) so one bad update cannot stall a lead.
 const MAX_ATTEMPTS: i32 = 5;
+
+/// How long an update waits after the database was unreachable (not counted as an attempt).
+const UNAVAILABLE_PAUSE_MS: i64 = 500;
 
 /// The update processor.
 pub struct Processor {
     pub app: Arc<App>,
     /// Woken when the poller stored updates.
     pub stored: Arc<Notify>,
+    /// Updates that failed, with the clock time (ms) before which they are not tried again.
+    pub deferred: Mutex<HashMap<i64, i64>>,
+}
+
+/// How long an update that failed `attempts` times waits before the next try: 1 s, doubling, at most 1 min.
+pub fn retry_delay(attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(6);
+    Duration::from_secs(1u64 << doublings).min(Duration::from_secs(60))
 }
 
 /// What one round did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
-    /// Updates were applied (or tried); `failed` of them failed and wait for the next round.
-    Done {
-        applied: usize,
-        failed: usize,
-    },
+    Done(usize),
     Empty,
 }
 
 impl Processor {
-    /// One round: every pending update, grouped by user.
+    /// One round: every pending update, grouped by user. A user whose next update failed
+    /// recently waits out its backoff (and so do that user's later updates, to keep their order).
     pub async fn step(&self) -> Result<Round, crate::storage::StorageError> {
         let pending = updates::pending(&self.app.db, 512, MAX_ATTEMPTS).await?;
-        if pending.is_empty() {
-            return Ok(Round::Empty);
-        }
-        let n = pending.len();
-        let mut groups: BTreeMap<i64, Vec<StoredUpdate>> = BTreeMap::new();
-        for u in pending {
-            // Updates without a user have no order to keep; give each its own group.
-            let key = u.user_id.unwrap_or(i64::MIN + u.update_id);
-            groups.entry(key).or_default().push(u);
-        }
-        let app = &self.app;
-        let failed = futures::future::join_all(groups.into_values().map(|group| async move {
-            for u in group {
-                // A bug must not take the processor down: a panic is caught and counted as a failure.
-                let result = AssertUnwindSafe(apply_update(app, &u)).catch_unwind().await;
-                match result {
-                    Ok(Ok(())) => continue,
-                    // The database is away: nothing is wrong with the update, so it keeps all its
-                    // attempts (five quick failures during an outage used to set it aside for good).
-                    Ok(Err(ProspectError::Storage(e))) if e.is_unavailable() => {
-                        tracing::warn!(update_id = u.update_id, error = %e, "database unavailable; update will be retried");
+        let now = self.app.clock.now_ms();
+        // `None` marks a user whose next update waits out its backoff: none of theirs run now.
+        let mut groups: BTreeMap<i64, Option<Vec<StoredUpdate>>> = BTreeMap::new();
+        {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+            deferred.retain(|_, until| *until > now);
+            for u in pending {
+                // Updates without a user have no order to keep; give each its own group.
+                let key = u.user_id.unwrap_or(i64::MIN + u.update_id);
+                match groups.get_mut(&key) {
+                    Some(Some(group)) => group.push(u),
+                    Some(None) => {}
+                    None if deferred.contains_key(&u.update_id) => {
+                        groups.insert(key, None);
                     }
-                    other => {
-                        let error = match other {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => "the handler panicked".to_owned(),
-                        };
-                        tracing::error!(update_id = u.update_id, error = %error, "update failed; will retry");
-                        let _ = updates::record_failure(&app.db, u.update_id, &error).await;
+                    None => {
+                        groups.insert(key, Some(vec![u]));
                     }
                 }
-                // Later updates of this user wait for this one.
-                return 1;
             }
-            0
-        }))
-        .await
-        .into_iter()
-        .sum();
+        }
+        let groups: Vec<Vec<StoredUpdate>> = groups.into_values().flatten().collect();
+        if groups.is_empty() {
+            return Ok(Round::Empty);
+        }
+        let n = groups.iter().map(Vec::len).sum();
+        let app = &self.app;
+        let busy = std::sync::atomic::AtomicUsize::new(0);
+        let busy = &busy;
+        let groups_n = groups.len();
+        let failed: Vec<Option<(i64, i64)>> =
+            futures::future::join_all(groups.into_iter().map(|group| async move {
+                for u in group {
+                    // A bug must not take the processor down: a panic is caught and counted as a failure.
+                    let result = AssertUnwindSafe(apply(app, &u, Lock::Try))
+                        .catch_unwind()
+                        .await;
+                    let error = match result {
+                        Ok(Ok(Applied::Yes)) => continue,
+                        Ok(Ok(Applied::Busy)) => {
+                            // Another replica holds this user; it carries on with the rest.
+                            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                        // The database is away: nothing is wrong with the update, so it keeps
+                        // its attempts (an outage used to use them up and set it aside for good).
+                        Ok(Err(prospect::ProspectError::Storage(e))) if e.is_unavailable() => {
+                            tracing::warn!(update_id = u.update_id, error = %e, "database unavailable; update will be retried");
+                            let until = app.clock.now_ms().saturating_add(UNAVAILABLE_PAUSE_MS);
+                            return Some((u.update_id, until));
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "the handler panicked".to_owned(),
+                    };
+                    let attempts = u.attempts.saturating_add(1);
+                    let delay = retry_delay(attempts);
+                    tracing::error!(update_id = u.update_id, attempts, retry_in = ?delay, error = %error, "update failed; will retry");
+                    let _ = updates::record_failure(&app.db, u.update_id, &error).await;
+                    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                    // Later updates of this user wait for this one.
+                    return Some((u.update_id, app.clock.now_ms().saturating_add(delay_ms)));
+                }
+                None
+            }))
+            .await;
+        {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+            deferred.extend(failed.into_iter().flatten());
+        }
         self.app.outbox_wake.notify_one();
-        Ok(Round::Done {
-            applied: n - failed,
-            failed,
-        })
+        if busy.load(std::sync::atomic::Ordering::Relaxed) == groups_n {
+            // Everything pending belongs to users another replica is on: wait instead of spinning.
+            return Ok(Round::Empty);
+        }
+        Ok(Round::Done(n))
     }
 
     /// Runs until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut pause = Duration::ZERO;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let idle = match self.step().await {
-                Ok(Round::Done { failed: 0, .. }) => {
-                    pause = Duration::ZERO;
-                    continue;
-                }
-                // Failed updates are retried after a growing pause, not in a tight loop.
-                Ok(Round::Done { .. }) => {
-                    pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                    pause
-                }
-                Ok(Round::Empty) => Duration::from_secs(2),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read pending updates; retrying");
-                    pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                    pause
-                }
-            };
+            match self.step().await {
+                Ok(Round::Done(_)) => continue,
+                Ok(Round::Empty) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read pending updates; retrying"),
+            }
             tokio::select! {
-                _ = self.stored.notified(), if pause.is_zero() => {}
-                _ = tokio::time::sleep(idle) => {}
+                _ = self.stored.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -120,13 +148,48 @@ impl Processor {
     }
 }
 
-/// Applies one stored update in one transaction.
-#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
+/// Whether to wait for a user another replica is working on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Wait,
+    Try,
+}
+
+/// What became of an update.
+enum Applied {
+    /// Applied now, or found applied already.
+    Yes,
+    /// Another replica is applying this user's updates; left to it.
+    Busy,
+}
+
+/// Applies one stored update in one transaction (waiting if another replica holds its user).
 pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::ProspectError> {
+    apply(app, u, Lock::Wait).await.map(|_| ())
+}
+
+#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
+async fn apply(
+    app: &App,
+    u: &StoredUpdate,
+    lock: Lock,
+) -> Result<Applied, prospect::ProspectError> {
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
+    // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
+    // pending check below runs after the lock, so it sees what another replica just committed.
+    // An update without a user locks on its own id (a harmless overlap with some user's key).
+    let key = u.user_id.unwrap_or(u.update_id);
+    match lock {
+        Lock::Wait => crate::storage::ops::lock_user(&mut ctx.tx, key).await?,
+        Lock::Try => {
+            if !crate::storage::ops::try_lock_user(&mut ctx.tx, key).await? {
+                return Ok(Applied::Busy);
+            }
+        }
+    }
     if !updates::is_pending(&mut ctx.tx, u.update_id).await? {
-        return Ok(());
+        return Ok(Applied::Yes);
     }
     let note = match serde_json::from_str::<teloxide::types::Update>(&u.payload) {
         Ok(update) => {
@@ -144,7 +207,7 @@ pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::P
     if enqueued {
         app.outbox_wake.notify_one();
     }
-    Ok(())
+    Ok(Applied::Yes)
 }
 
 async fn handle(
@@ -206,4 +269,20 @@ async fn handle(
         Event::Ignored(reason) => return Ok(Some(reason.to_owned())),
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_updates_back_off_from_a_second_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(30), Duration::from_secs(60));
+        assert_eq!(retry_delay(0), Duration::from_secs(1));
+        assert_eq!(retry_delay(-5), Duration::from_secs(1));
+    }
 }

@@ -46,8 +46,14 @@ fn history_kind(content: &Content) -> (&'static str, String) {
     }
 }
 
-async fn find_or_create(ctx: &mut Ctx, from: &Person, source: Option<&Source>) -> Result<Lead> {
+async fn find_or_create(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    source: Option<&Source>,
+) -> Result<Lead> {
     let existing = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await?;
+    let created = existing.is_none();
     let mut lead = match existing {
         Some(l) => l,
         None => {
@@ -71,6 +77,9 @@ async fn find_or_create(ctx: &mut Ctx, from: &Person, source: Option<&Source>) -
     lead.last_name = from.last_name.clone();
     if from.language_code.is_some() {
         lead.language_code = from.language_code.clone();
+    }
+    if created {
+        crate::crm::record(app, ctx, crate::crm::LeadEvent::Created, &lead).await?;
     }
     Ok(lead)
 }
@@ -108,7 +117,7 @@ pub async fn on_message(
         }
         _ => None,
     };
-    let mut lead = find_or_create(ctx, from, payload_source.as_ref()).await?;
+    let mut lead = find_or_create(app, ctx, from, payload_source.as_ref()).await?;
     lead.last_activity_at = ctx.now;
     lead.last_inbound_at = Some(ctx.now);
     let (kind, text) = history_kind(&content);
@@ -434,6 +443,7 @@ async fn apply(
 ) -> Result<()> {
     let before = session_of(lead).temperature(&script.thresholds);
     let mut turned_hot = false;
+    let mut qualified = false;
     for effect in &tr.effects {
         match effect {
             Effect::Send(reply) => {
@@ -473,11 +483,13 @@ async fn apply(
                 let name = &script.step(*step).name;
                 storage::messages::step_entered(&mut ctx.tx, lead.id, &script.id, name, ctx.now)
                     .await?;
+                app.metrics.steps.inc();
             }
             Effect::TurnedHot => turned_hot = true,
             Effect::Ended(_) => {
                 if matches!(lead.status.as_str(), "new" | "qualifying") {
                     lead.status = "qualified".into();
+                    qualified = true;
                 }
             }
         }
@@ -494,6 +506,9 @@ async fn apply(
     }
     lead.session =
         serde_json::to_string(&session).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    if qualified {
+        crate::crm::record(app, ctx, crate::crm::LeadEvent::Qualified, lead).await?;
+    }
     if turned_hot || (temp == crate::domain::Temperature::Hot && before != temp) {
         app.on_turned_hot(ctx, lead).await?;
     }
@@ -627,6 +642,8 @@ async fn send_my_data(app: &App, ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Resu
 async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
     let chat_id = lead.chat_id;
     storage::outbox::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
+    // Events not yet delivered carry the personal data being erased.
+    storage::crm::drop_pending_for_lead(&mut ctx.tx, lead.id).await?;
     storage::messages::erase(&mut ctx.tx, lead.id).await?;
     if let Some(chat_id) = chat_id {
         // Not linked to the lead: it must survive the erasure it confirms.

@@ -40,6 +40,10 @@ pub enum Action {
         reply_to: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         thread_id: Option<i32>,
+        /// In a forum staff chat: send into the topic of the row's lead (looked up at send time,
+        /// as the topic may be created just before).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lead_topic: bool,
     },
     /// editMessageText.
     EditMessage {
@@ -68,6 +72,20 @@ pub enum Action {
         reply_to: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         thread_id: Option<i32>,
+        /// As for `SendMessage`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lead_topic: bool,
+    },
+    /// createForumTopic: the lead's own topic in a forum staff chat (the row's lead gets its id).
+    CreateTopic { name: String },
+    /// sendPhoto with an in-memory image, kept in the outbox as hex.
+    SendPhoto {
+        file_name: String,
+        hex: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<i32>,
     },
     /// sendDocument with an in-memory file.
     SendDocument {
@@ -87,6 +105,7 @@ impl Action {
             markup,
             reply_to: None,
             thread_id: None,
+            lead_topic: false,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::task::{JoinError, JoinSet};
 use super::action::Action;
 use super::backoff;
 use crate::clock::Clock;
+use crate::staff::topics::{self, ForumFlag};
 use crate::storage::{self, Db, StorageError};
 use crate::telegram::send::{self, SendError};
 
@@ -32,14 +33,27 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Rows claimed per round.
     pub batch: i64,
+    /// The staff chat: in a forum, messages about a lead go to the lead's topic.
+    pub staff_chat_id: i64,
+    pub staff_forum: Arc<ForumFlag>,
+    /// The instance id stamped on claimed rows (see `storage::ops`).
+    pub owner: Option<i64>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A send's result, waiting to be recorded.
 struct Delivered {
     row: storage::outbox::Row,
-    /// `None` when the stored action no longer decodes.
+    /// The action as sent; `None` when the stored action no longer decodes.
     action: Option<Action>,
-    outcome: Result<Option<i32>, SendError>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Telegram's answer.
+    Sent(Result<Option<i32>, SendError>),
+    /// Not sent: the lead's forum topic could not be looked up.
+    NotSent(StorageError),
 }
 
 /// How long recording an outcome is retried while the database is away. A send Telegram
@@ -52,7 +66,9 @@ impl Worker {
     /// Telegram accepting a message and the bot recording it stays short under load.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, StorageError> {
-        let rows = storage::outbox::claim_due(&self.db, self.clock.now_ms(), self.batch).await?;
+        let rows =
+            storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), self.batch, self.owner)
+                .await?;
         if rows.is_empty() {
             return Ok(Step::Empty);
         }
@@ -77,20 +93,44 @@ impl Worker {
     }
 
     async fn send(&self, row: storage::outbox::Row) -> Delivered {
-        match serde_json::from_str::<Action>(&row.action) {
-            Ok(action) => {
-                let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
-                Delivered {
+        let action: Action = match serde_json::from_str(&row.action) {
+            Ok(a) => a,
+            Err(e) => {
+                return Delivered {
                     row,
-                    action: Some(action),
-                    outcome,
-                }
+                    action: None,
+                    outcome: Outcome::Sent(Err(SendError::Permanent(format!(
+                        "corrupt action: {e}"
+                    )))),
+                };
             }
-            Err(e) => Delivered {
-                row,
-                action: None,
-                outcome: Err(SendError::Permanent(format!("corrupt action: {e}"))),
-            },
+        };
+        let action = match self.in_lead_topic(&row, action).await {
+            Ok(action) => action,
+            Err(e) => {
+                return Delivered {
+                    row,
+                    action: None,
+                    outcome: Outcome::NotSent(e),
+                };
+            }
+        };
+        let started = std::time::Instant::now();
+        let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
+        self.metrics
+            .observe_bot_api(crate::metrics::method_of(&action), started.elapsed());
+        if let Err(e) = &outcome {
+            self.metrics.telegram_error(match e {
+                SendError::RetryAfter(_) => "rate_limited",
+                SendError::Blocked(_) => "blocked",
+                SendError::Permanent(_) => "permanent",
+                SendError::Transient(_) => "transient",
+            });
+        }
+        Delivered {
+            row,
+            action: Some(action),
+            outcome: Outcome::Sent(outcome),
         }
     }
 
@@ -115,26 +155,44 @@ impl Worker {
     /// Records a group of outcomes: the deliveries in one transaction, the rest row by row.
     async fn record(&self, done: &[Delivered]) -> Result<(), StorageError> {
         let now = self.clock.now_ms();
-        let delivered: Vec<(i64, Option<i64>)> = done
+        let delivered: Vec<(&Delivered, Option<i64>)> = done
             .iter()
-            .filter_map(|d| match d.outcome {
-                Ok(mid) => Some((d.row.id, mid.map(i64::from))),
-                Err(_) => None,
+            .filter_map(|d| match &d.outcome {
+                Outcome::Sent(Ok(mid)) => Some((d, mid.map(i64::from))),
+                _ => None,
             })
             .collect();
         if !delivered.is_empty() {
             let mut tx = self.db.begin().await?;
-            for &(id, mid) in &delivered {
-                storage::outbox::mark_sent_in(&mut tx, id, mid, now).await?;
-                if let Some(mid) = mid {
-                    storage::messages::link_delivered_in(&mut tx, id, mid).await?;
+            for &(d, mid) in &delivered {
+                storage::outbox::mark_sent_in(&mut tx, d.row.id, mid, now).await?;
+                let topic = matches!(d.action, Some(Action::CreateTopic { .. }));
+                if let (false, Some(mid)) = (topic, mid) {
+                    storage::messages::link_delivered_in(&mut tx, d.row.id, mid).await?;
                 }
             }
             tx.commit().await?;
+            for &(d, mid) in &delivered {
+                if d.row.idempotency_key.starts_with("alert:") {
+                    self.metrics.alerts_sent.inc();
+                }
+                if let (Some(Action::CreateTopic { .. }), Some(lead_id), Some(topic)) =
+                    (&d.action, d.row.lead_id, mid)
+                {
+                    self.staff_forum.learn(true);
+                    storage::leads::set_topic(&self.db, lead_id, topic).await?;
+                }
+            }
         }
         for d in done {
-            if let Err(e) = &d.outcome {
-                self.record_failure(d, e, now).await?;
+            match &d.outcome {
+                Outcome::Sent(Ok(_)) => {}
+                Outcome::Sent(Err(e)) => self.record_failure(d, e, now).await?,
+                Outcome::NotSent(e) => {
+                    tracing::warn!(outbox_id = d.row.id, error = %e, "cannot look up the lead's topic; will retry");
+                    storage::outbox::retry_at(&self.db, d.row.id, now + 1000, &e.to_string())
+                        .await?;
+                }
             }
         }
         Ok(())
@@ -148,6 +206,14 @@ impl Worker {
     ) -> Result<(), StorageError> {
         let row = &d.row;
         match error {
+            SendError::Permanent(msg)
+                if matches!(d.action, Some(Action::CreateTopic { .. }))
+                    && topics::is_not_a_forum(msg) =>
+            {
+                self.staff_forum.learn(false);
+                storage::outbox::mark_failed(&self.db, row.id, "the staff chat is not a forum")
+                    .await?;
+            }
             SendError::RetryAfter(wait) => {
                 tracing::warn!(
                     outbox_id = row.id,
@@ -184,6 +250,36 @@ impl Worker {
         Ok(())
     }
 
+    /// In a forum staff chat, a message meant for the lead's topic gets the topic's id.
+    async fn in_lead_topic(
+        &self,
+        row: &storage::outbox::Row,
+        mut action: Action,
+    ) -> Result<Action, StorageError> {
+        if row.chat_id != self.staff_chat_id || !self.staff_forum.is_forum() {
+            return Ok(action);
+        }
+        let Some(lead_id) = row.lead_id else {
+            return Ok(action);
+        };
+        if let Action::SendMessage {
+            thread_id,
+            lead_topic: true,
+            ..
+        }
+        | Action::CopyMessage {
+            thread_id,
+            lead_topic: true,
+            ..
+        } = &mut action
+            && thread_id.is_none()
+            && let Some(lead) = storage::leads::get(&self.db, lead_id).await?
+        {
+            *thread_id = lead.topic_id.and_then(|t| i32::try_from(t).ok());
+        }
+        Ok(action)
+    }
+
     /// Runs until shutdown. Sends overlap: whenever one finishes (and on every wake-up) more due
     /// rows are claimed, up to `batch` in flight, so a send that hangs or meets a slow 5xx holds
     /// up only its own chat (whose next row waits for it, keeping the chat's order).
@@ -195,7 +291,9 @@ impl Worker {
             }
             let room = self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX);
             if room > 0 {
-                match storage::outbox::claim_due(&self.db, self.clock.now_ms(), room).await {
+                match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
+                    .await
+                {
                     Ok(rows) => {
                         for row in rows {
                             self.spawn_send(&mut in_flight, row);

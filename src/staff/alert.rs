@@ -70,12 +70,26 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         None => None,
     };
     let c = card_of(lead, script.as_deref(), ctx.now);
+    if app.staff_forum.may_be_forum() {
+        // Queued before the card in the same chat, so the topic exists when the card is sent.
+        let topic = Action::CreateTopic {
+            name: super::topics::topic_name(lead),
+        };
+        ctx.enqueue_keyed(
+            &super::topics::topic_key(lead.id),
+            Some(lead.id),
+            app.staff_chat_id,
+            &topic,
+        )
+        .await?;
+    }
     let action = Action::SendMessage {
         text: card::html(&c),
         html: true,
         markup: card::buttons(lead.id, &lead.status, lead.manager_id.is_some()),
         reply_to: None,
         thread_id: None,
+        lead_topic: true,
     };
     let new = ctx
         .enqueue_keyed(
@@ -144,6 +158,7 @@ pub async fn take(
     storage::leads::save(&mut ctx.tx, &lead).await?;
     record_action(ctx, lead.id, who, "took the lead").await?;
     edit_card(app, ctx, &lead).await?;
+    crate::crm::record(app, ctx, crate::crm::LeadEvent::Taken, &lead).await?;
     tracing::info!(lead_id, manager_id = who.id, "lead taken");
     Ok("Лид ваш. Ответьте на карточку, чтобы написать клиенту.".into())
 }
@@ -182,6 +197,12 @@ pub async fn close(
     )
     .await?;
     edit_card(app, ctx, &lead).await?;
+    let event = if outcome == "won" {
+        crate::crm::LeadEvent::Won
+    } else {
+        crate::crm::LeadEvent::Lost
+    };
+    crate::crm::record(app, ctx, event, &lead).await?;
     Ok(if outcome == "won" {
         "Отмечено: выиграна."
     } else {

@@ -28,6 +28,7 @@ pub async fn run(
         markup: Markup::None,
         reply_to: None,
         thread_id,
+        lead_topic: false,
     };
     match name {
         "leads" => {
@@ -127,6 +128,7 @@ pub async fn run(
                 markup: card::buttons(lead.id, &lead.status, lead.manager_id.is_some()),
                 reply_to: None,
                 thread_id,
+                lead_topic: false,
             };
             let key = ctx.next_key("staff");
             ctx.enqueue_keyed(&key, Some(lead.id), chat_id, &action)
@@ -137,6 +139,19 @@ pub async fn run(
             let text = escape_html(&super::stats::render(&stats));
             let key = ctx.next_key("staff");
             ctx.enqueue_keyed(&key, None, chat_id, &reply(text)).await?;
+            match super::chart::png(&stats) {
+                Ok(png) => {
+                    let key = ctx.next_key("staff");
+                    let photo = Action::SendPhoto {
+                        file_name: "stats.png".into(),
+                        hex: hex::encode(png),
+                        caption: Some("Воронка и температура лидов".into()),
+                        thread_id,
+                    };
+                    ctx.enqueue_keyed(&key, None, chat_id, &photo).await?;
+                }
+                Err(e) => tracing::error!(error = %e, "the stats chart could not be drawn"),
+            }
         }
         "export" => {
             let leads =

@@ -2,10 +2,13 @@
 
 pub mod alert;
 pub mod card;
+pub mod chart;
 pub mod commands;
+pub mod digest;
 pub mod relay;
 pub mod sla;
 pub mod stats;
+pub mod topics;
 
 use crate::app::App;
 use crate::app::ctx::Ctx;
@@ -57,8 +60,12 @@ pub async fn on_message(
     {
         return commands::run(app, ctx, app.staff_chat_id, from, name, args, thread_id).await;
     }
+    let mut relayed = false;
     if let Some(reply_to) = reply_to {
-        relay::staff_to_lead(app, ctx, from, message_id, reply_to, &content).await?;
+        relayed = relay::staff_to_lead(app, ctx, from, message_id, reply_to, &content).await?;
+    }
+    if !relayed && let Some(thread_id) = thread_id {
+        relay::topic_to_lead(app, ctx, from, message_id, thread_id, &content).await?;
     }
     Ok(())
 }

@@ -53,6 +53,7 @@ pub async fn lead_to_staff(
             markup: Markup::None,
             reply_to,
             thread_id,
+            lead_topic: true,
         },
     )
     .await?;
@@ -67,6 +68,7 @@ pub async fn lead_to_staff(
                 message_id,
                 reply_to,
                 thread_id,
+                lead_topic: true,
             },
         )
         .await?;
@@ -89,6 +91,33 @@ pub async fn staff_to_lead(
     else {
         return Ok(false);
     };
+    relay_to_lead(app, ctx, from, message_id, lead_id, content).await
+}
+
+/// A manager wrote in a lead's forum topic: deliver it to the lead. False when the topic is no lead's.
+pub async fn topic_to_lead(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    message_id: i32,
+    thread_id: i32,
+    content: &Content,
+) -> Result<bool, ProspectError> {
+    let Some(lead_id) = storage::leads::by_topic(&app.db, i64::from(thread_id)).await? else {
+        return Ok(false);
+    };
+    relay_to_lead(app, ctx, from, message_id, lead_id, content).await
+}
+
+/// Copies a manager's message to the lead and keeps it in the lead's history.
+async fn relay_to_lead(
+    app: &App,
+    ctx: &mut Ctx,
+    from: &Person,
+    message_id: i32,
+    lead_id: i64,
+    content: &Content,
+) -> Result<bool, ProspectError> {
     let Some(mut lead) = storage::leads::lock_by_id(&mut ctx.tx, lead_id).await? else {
         return Ok(false);
     };
@@ -104,6 +133,7 @@ pub async fn staff_to_lead(
                 markup: Markup::None,
                 reply_to: Some(message_id),
                 thread_id: None,
+                lead_topic: false,
             },
         )
         .await?;
@@ -120,6 +150,7 @@ pub async fn staff_to_lead(
                 message_id,
                 reply_to: None,
                 thread_id: None,
+                lead_topic: false,
             },
         )
         .await?;

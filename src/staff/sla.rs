@@ -47,6 +47,7 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
             markup: Markup::None,
             reply_to,
             thread_id: None,
+            lead_topic: true,
         };
         ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)
             .await?;

@@ -171,6 +171,30 @@ pub async fn set_blocked_by_chat(db: &Db, chat_id: i64, blocked: bool) -> Result
     Ok(())
 }
 
+/// Remembers the forum topic created for a lead.
+pub async fn set_topic(db: &Db, id: i64, topic_id: i64) -> Result<(), StorageError> {
+    with_db!(db, |c| {
+        sqlx::query("UPDATE leads SET topic_id = $1 WHERE id = $2")
+            .bind(topic_id)
+            .bind(id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// The lead whose forum topic this is.
+pub async fn by_topic(db: &Db, topic_id: i64) -> Result<Option<i64>, StorageError> {
+    let row: Option<(i64,)> = with_db!(db, |c| {
+        sqlx::query_as("SELECT id FROM leads WHERE topic_id = $1 ORDER BY id LIMIT 1")
+            .bind(topic_id)
+            .fetch_optional(c)
+            .await
+    })?;
+    Ok(row.map(|(id,)| id))
+}
+
 /// A lead by id.
 pub async fn get(db: &Db, id: i64) -> Result<Option<Lead>, StorageError> {
     Ok(with_db!(db, |c| {
@@ -244,6 +268,59 @@ pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageErr
             .await?
         }
     })
+}
+
+/// Leads created in a window, by temperature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NewLeads {
+    pub total: i64,
+    pub hot: i64,
+    pub warm: i64,
+    pub cold: i64,
+}
+
+/// How many leads were created in `[from, to)`, by temperature.
+pub async fn created_between(db: &Db, from: i64, to: i64) -> Result<NewLeads, StorageError> {
+    let rows: Vec<(String, i64)> = with_db!(db, |c| {
+        sqlx::query_as(
+            "SELECT temperature, COUNT(*) FROM leads
+             WHERE created_at >= $1 AND created_at < $2 GROUP BY temperature",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(c)
+        .await
+    })?;
+    let mut n = NewLeads::default();
+    for (t, count) in rows {
+        n.total += count;
+        match t.as_str() {
+            "hot" => n.hot += count,
+            "warm" => n.warm += count,
+            _ => n.cold += count,
+        }
+    }
+    Ok(n)
+}
+
+/// Hot leads nobody took after every SLA re-announcement, longest waiting first.
+pub async fn unclaimed_hot(
+    db: &Db,
+    min_reminders: i32,
+    limit: i64,
+) -> Result<Vec<Lead>, StorageError> {
+    Ok(with_db!(db, |c| {
+        sqlx::query_as::<_, Lead>(&format!(
+            "SELECT {COLUMNS} FROM leads
+             WHERE temperature = 'hot' AND manager_id IS NULL AND erased = FALSE
+               AND status NOT IN ('won', 'lost') AND sla_reminders >= $1
+             ORDER BY hot_at LIMIT $2"
+        ))
+        .bind(min_reminders)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })?)
 }
 
 /// Open leads for `/leads`: hot first, then by score, then longest waiting; at most `limit`.

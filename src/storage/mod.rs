@@ -6,9 +6,11 @@
 //! dialects differ (row locks, `SKIP LOCKED`), the variants sit side by side. Times are Unix
 //! milliseconds.
 
+pub mod crm;
 pub mod dialogues;
 pub mod leads;
 pub mod messages;
+pub mod ops;
 pub mod outbox;
 pub mod stats;
 pub mod updates;

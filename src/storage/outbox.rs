@@ -49,6 +49,17 @@ pub async fn enqueue(
 /// Claims due rows: for each chat only its oldest undelivered row, so a chat's messages keep their
 /// order. Claimed rows are `sending` until their outcome is recorded.
 pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Row>, StorageError> {
+    claim_due_by(db, now, limit, None).await
+}
+
+/// [`claim_due`] for a replica: the rows are stamped with its instance id, so survivors can put
+/// them back if it dies mid-delivery (see `storage::ops`).
+pub async fn claim_due_by(
+    db: &Db,
+    now: i64,
+    limit: i64,
+    owner: Option<i64>,
+) -> Result<Vec<Row>, StorageError> {
     let pick = "SELECT o.id FROM outbox o
                 WHERE o.status = 'pending' AND o.next_attempt_at <= $1
                   AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = o.chat_id AND p.id < o.id
@@ -57,21 +68,23 @@ pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Row>, Storag
     Ok(match db {
         Db::Sqlite(p) => {
             sqlx::query_as::<_, Row>(&format!(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
                  WHERE id IN ({pick}) RETURNING {COLUMNS}"
             ))
             .bind(now)
             .bind(limit)
+            .bind(owner)
             .fetch_all(p)
             .await?
         }
         Db::Postgres(p) => {
             sqlx::query_as::<_, Row>(&format!(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
                  WHERE id IN ({pick} FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
             ))
             .bind(now)
             .bind(limit)
+            .bind(owner)
             .fetch_all(p)
             .await?
         }

@@ -4,6 +4,7 @@
 pub mod poll;
 pub mod send;
 pub mod update;
+pub mod webhook;
 
 use std::time::Duration;
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 use teloxide::RequestError;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::Requester;
-use teloxide::types::AllowedUpdate;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
@@ -24,12 +23,25 @@ pub struct Poller {
     /// Long-poll timeout in seconds.
     pub timeout_secs: u32,
     pub token: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Poller {
     /// Polls until `shutdown` turns true. Errors are logged and retried with backoff.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        // Telegram refuses getUpdates while a webhook is set: after running in webhook mode the
+        // bot removes it first (keeping the updates Telegram holds). A webhook set some other way
+        // shows up as a refused getUpdates, handled below.
+        if crate::storage::ops::webhook_registered(&self.db)
+            .await
+            .unwrap_or(true)
+        {
+            tokio::select! {
+                _ = self.remove_webhook() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         loop {
             if *shutdown.borrow() {
                 break;
@@ -49,14 +61,17 @@ impl Poller {
                 .get_updates()
                 .timeout(self.timeout_secs)
                 .limit(100)
-                .allowed_updates([
-                    AllowedUpdate::Message,
-                    AllowedUpdate::EditedMessage,
-                    AllowedUpdate::CallbackQuery,
-                    AllowedUpdate::MyChatMember,
-                ]);
-            if let Some(o) = offset.and_then(|o| i32::try_from(o).ok()) {
-                req = req.offset(o);
+                .allowed_updates(super::webhook::ALLOWED_UPDATES);
+            // Telegram's update ids are 32-bit; a stored offset beyond that means a corrupt row.
+            match offset.map(i32::try_from) {
+                Some(Ok(o)) => req = req.offset(o),
+                Some(Err(_)) => {
+                    tracing::error!(
+                        ?offset,
+                        "the stored polling offset is out of range; polling without it"
+                    )
+                }
+                None => {}
             }
             let result = tokio::select! {
                 r = req => r,
@@ -88,6 +103,7 @@ impl Poller {
                     {
                         Ok(new) => {
                             tracing::debug!(received = batch.len(), new, "updates stored");
+                            self.metrics.received("polling", new);
                             self.stored.notify_one();
                         }
                         Err(e) => {
@@ -108,6 +124,10 @@ impl Poller {
                 Err(e) => {
                     let msg = super::redact(&e.to_string(), &self.token);
                     tracing::warn!(error = %msg, "getUpdates failed; retrying");
+                    self.metrics.telegram_error("polling");
+                    if msg.contains("webhook") {
+                        self.remove_webhook().await;
+                    }
                     if wait(&mut shutdown, backoff(&mut failures)).await {
                         break;
                     }
@@ -115,6 +135,20 @@ impl Poller {
             }
         }
         tracing::info!("polling stopped");
+    }
+}
+
+impl Poller {
+    async fn remove_webhook(&self) {
+        match super::webhook::remove(&self.bot, &self.token).await {
+            Ok(()) => {
+                tracing::info!("webhook removed; polling");
+                if let Err(e) = crate::storage::ops::note_webhook_removed(&self.db).await {
+                    tracing::warn!(error = %e, "cannot note the webhook's removal");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "deleteWebhook failed; polling may be refused"),
+        }
     }
 }
 

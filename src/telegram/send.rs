@@ -6,7 +6,7 @@ use teloxide::ApiError;
 use teloxide::RequestError;
 use teloxide::payloads::{
     AnswerCallbackQuerySetters, CopyMessageSetters, EditMessageTextSetters, SendDocumentSetters,
-    SendMessageSetters,
+    SendMessageSetters, SendPhotoSetters,
 };
 use teloxide::prelude::Requester;
 use teloxide::types::{
@@ -99,6 +99,7 @@ pub async fn perform(
             markup: m,
             reply_to,
             thread_id,
+            ..
         } => {
             let mut req = bot.send_message(chat, text.clone());
             if *html {
@@ -132,6 +133,10 @@ pub async fn perform(
             }
             req.await.map(|_| None)
         }
+        Action::CreateTopic { name } => bot
+            .create_forum_topic(chat, name.clone())
+            .await
+            .map(|topic| Some(topic.thread_id.0.0)),
         Action::RemoveButtons { message_id } => bot
             .edit_message_reply_markup(chat, MessageId(*message_id))
             .await
@@ -156,6 +161,7 @@ pub async fn perform(
             message_id,
             reply_to,
             thread_id,
+            ..
         } => {
             let mut req = bot.copy_message(chat, ChatId(*from_chat_id), MessageId(*message_id));
             if let Some(r) = reply_to {
@@ -177,6 +183,24 @@ pub async fn perform(
             let mut req = bot.send_document(chat, file);
             if let Some(c) = caption {
                 req = req.caption(c.clone());
+            }
+            req.await.map(|m| Some(m.id.0))
+        }
+        Action::SendPhoto {
+            file_name,
+            hex,
+            caption,
+            thread_id,
+        } => {
+            let bytes = ::hex::decode(hex)
+                .map_err(|e| SendError::Permanent(format!("the stored image is corrupt: {e}")))?;
+            let file = InputFile::memory(bytes).file_name(file_name.clone());
+            let mut req = bot.send_photo(chat, file);
+            if let Some(c) = caption {
+                req = req.caption(c.clone());
+            }
+            if let Some(t) = thread_id {
+                req = req.message_thread_id(ThreadId(MessageId(*t)));
             }
             req.await.map(|m| Some(m.id.0))
         }

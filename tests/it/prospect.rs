@@ -7,10 +7,10 @@ use crate::support::app::{LISTED_MANAGER, STAFF_CHAT, TestApp};
 use crate::support::{Fault, StoredMessage, User};
 use leadbot::storage;
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// Waits for a bot message in a chat whose text contains `needle`, counting from message `after`.
-async fn bot_says(app: &TestApp, chat: i64, needle: &str) -> StoredMessage {
+pub(crate) async fn bot_says(app: &TestApp, chat: i64, needle: &str) -> StoredMessage {
     let needle = needle.to_owned();
     app.fake
         .wait_for_message(chat, WAIT, |m| {
@@ -26,7 +26,7 @@ async fn bot_says(app: &TestApp, chat: i64, needle: &str) -> StoredMessage {
 }
 
 /// Waits until the bot has sent exactly `n` messages with `needle` in a chat (and none more).
-async fn count_bot(app: &TestApp, chat: i64, needle: &str) -> usize {
+pub(crate) async fn count_bot(app: &TestApp, chat: i64, needle: &str) -> usize {
     app.fake
         .bot_messages_in(chat)
         .iter()
@@ -35,7 +35,7 @@ async fn count_bot(app: &TestApp, chat: i64, needle: &str) -> usize {
 }
 
 /// Polls a condition until it holds or the deadline passes (a condition wait, not a fixed sleep).
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -51,7 +51,7 @@ where
 }
 
 /// The last bot message with buttons in a chat.
-fn last_with_buttons(app: &TestApp, chat: i64) -> StoredMessage {
+pub(crate) fn last_with_buttons(app: &TestApp, chat: i64) -> StoredMessage {
     app.fake
         .bot_messages_in(chat)
         .into_iter()
@@ -61,7 +61,7 @@ fn last_with_buttons(app: &TestApp, chat: i64) -> StoredMessage {
 }
 
 /// Walks the Russian default dialogue up to the `need` question.
-async fn up_to_need(app: &TestApp, user: &User) {
+pub(crate) async fn up_to_need(app: &TestApp, user: &User) {
     app.fake.push(user.command("start", "vk_ads"));
     let consent = bot_says(app, user.id, "согласие").await;
     app.fake.push(user.presses_button(&consent, "Согласен"));
@@ -72,7 +72,7 @@ async fn up_to_need(app: &TestApp, user: &User) {
     bot_says(app, user.id, "Что вам сейчас ближе").await;
 }
 
-async fn finish_hot(app: &TestApp, user: &User) {
+pub(crate) async fn finish_hot(app: &TestApp, user: &User) {
     let need = last_with_buttons(app, user.id);
     app.fake
         .push(user.presses_button(&need, "Готов купить, нужен счёт"));

@@ -189,6 +189,7 @@ impl TestApp {
             poll_timeout_secs: 1,
             request_timeout: self.request_timeout,
             timer_tick: Duration::from_millis(50),
+            ..RunOptions::default()
         }
     }
 

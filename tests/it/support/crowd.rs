@@ -489,13 +489,21 @@ pub async fn check(crowd: &Crowd, fake: &FakeTelegram, db: &Db) -> Duplicates {
         }
     }
 
-    let undelivered = count(
-        db,
-        "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending', 'failed') \
-         AND action NOT LIKE '%answer_callback%'",
-    )
-    .await;
-    assert_eq!(undelivered, 0, "outbox rows not delivered");
+    // Callback answers are tried once (they expire within seconds), and a forum topic is given up
+    // when the staff chat turns out not to be a forum (the tests' is a plain group).
+    const UNDELIVERED: &str = "SELECT id, status, COALESCE(last_error, ''), SUBSTR(action, 1, 60) \
+        FROM outbox WHERE status IN ('pending', 'sending', 'failed') \
+        AND action NOT LIKE '%answer_callback%' \
+        AND NOT (action LIKE '%\"create_topic\"%' AND last_error = 'the staff chat is not a forum')";
+    let undelivered: Vec<(i64, String, String, String)> = match db {
+        Db::Sqlite(p) => sqlx::query_as(UNDELIVERED).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_as(UNDELIVERED).fetch_all(p).await,
+    }
+    .expect("reading the outbox");
+    assert!(
+        undelivered.is_empty(),
+        "outbox rows not delivered: {undelivered:?}"
+    );
 
     let sent = sent_per_chat(db).await;
     let mut dups = Duplicates::default();

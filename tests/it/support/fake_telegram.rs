@@ -162,6 +162,25 @@ impl FakeTelegram {
         }
     }
 
+    /// Queues an already delivered update again with its original `update_id`, as Telegram
+    /// does when the bot's confirmation never arrived. False when no such update was pushed.
+    pub fn redeliver(&self, update_id: i64) -> bool {
+        self.shared
+            .update(|s| match s.pushed.get(&update_id).cloned() {
+                Some(queued) => {
+                    s.updates.push_back(queued);
+                    true
+                }
+                None => false,
+            })
+    }
+
+    /// Makes the next pushed update take this `update_id` (ids only grow, as Telegram's do).
+    pub fn set_next_update_id(&self, update_id: i64) {
+        self.shared
+            .update(|s| s.next_update_id = s.next_update_id.max(update_id));
+    }
+
     /// Delivers an update the way Telegram does in webhook mode: POSTs it to the URL given to
     /// `setWebhook`, with `X-Telegram-Bot-Api-Secret-Token`, and returns the HTTP status the
     /// bot answered. The chat is updated as for [`Self::push`]; the update is not queued
@@ -184,6 +203,17 @@ impl FakeTelegram {
         }
         let response = request.send().await.map_err(|e| e.to_string())?;
         Ok(response.status().as_u16())
+    }
+
+    /// Builds an update as Telegram would POST it in webhook mode (the chat is updated as for
+    /// [`Self::push`]) and returns its `update_id` and JSON body, for tests that post it
+    /// themselves (to one of several replicas, twice, or without the secret).
+    pub fn webhook_body(&self, update: Update) -> (i64, String) {
+        self.shared.update(|s| {
+            let (update_id, _) = s.push(update);
+            let json = s.updates.pop_back().map(|u| u.json.to_string());
+            (update_id, json.unwrap_or_default())
+        })
     }
 
     /// Introduces a group, supergroup or forum so messages to it render with its title and type.

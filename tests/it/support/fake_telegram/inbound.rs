@@ -94,7 +94,9 @@ impl State {
         self.next_update_id += 1;
         let mut json = json!({"update_id": id});
         json[kind.as_str()] = body;
-        self.updates.push_back(QueuedUpdate { id, kind, json });
+        let queued = QueuedUpdate { id, kind, json };
+        self.pushed.insert(id, queued.clone());
+        self.updates.push_back(queued);
         (id, message_id)
     }
 

@@ -223,6 +223,8 @@ pub struct State {
     pub(super) tokens: Vec<String>,
     pub(super) next_update_id: i64,
     pub(super) updates: VecDeque<QueuedUpdate>,
+    /// Every update ever queued, by id, so one can be delivered again.
+    pub(super) pushed: HashMap<i64, QueuedUpdate>,
     pub(super) offset_confirmed: i64,
     pub(super) allowed_updates: Vec<String>,
     pub(super) poll_generation: u64,
@@ -249,6 +251,7 @@ impl State {
             tokens: Vec::new(),
             next_update_id: 1000,
             updates: VecDeque::new(),
+            pushed: HashMap::new(),
             offset_confirmed: 0,
             allowed_updates: Vec::new(),
             poll_generation: 0,

@@ -1,0 +1,276 @@
+//! Lead capture under pressure: several leads at once, redelivered updates, large update ids,
+//! and what `leadbot leads export` makes of the result.
+
+use std::process::Command;
+
+use crate::both_databases;
+use crate::prospect::{bot_says, count_bot, eventually, finish_hot, last_with_buttons, up_to_need};
+use crate::support::User;
+use crate::support::app::TestApp;
+use leadbot::storage;
+
+/// Walks the English default dialogue to the end as a cold lead with an e-mail-less contact.
+async fn finish_cold_en(app: &TestApp, user: &User) {
+    app.fake.push(user.command("start", "google_search"));
+    let consent = bot_says(app, user.id, "your consent").await;
+    app.fake.push(user.presses_button(&consent, "I agree"));
+    bot_says(app, user.id, "What should we call you").await;
+    app.fake.push(user.text("John Smith"));
+    bot_says(app, user.id, "Leave your phone").await;
+    app.fake.push(user.text("+44 20 7946 0958"));
+    let need = bot_says(app, user.id, "Which is closer").await;
+    app.fake.push(user.presses_button(&need, "Just looking"));
+    let timing = bot_says(app, user.id, "When are you planning").await;
+    app.fake.push(user.presses_button(&timing, "Not sure yet"));
+    let offers = bot_says(app, user.id, "special offers").await;
+    app.fake.push(user.presses_button(&offers, "No, thanks"));
+    bot_says(app, user.id, "If you have any questions").await;
+}
+
+both_databases! {
+    async fn many_leads_at_once_each_get_their_own_dialogue_in_order(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let hot: Vec<User> = (0..6).map(|i| User::new(2100 + i).lang("ru")).collect();
+        let cold: Vec<User> = (0..6).map(|i| User::new(2200 + i).lang("en")).collect();
+        let runs = hot
+            .iter()
+            .map(|u| {
+                let app = &app;
+                Box::pin(async move {
+                    up_to_need(app, u).await;
+                    finish_hot(app, u).await;
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>
+            })
+            .chain(cold.iter().map(|u| {
+                let app = &app;
+                Box::pin(finish_cold_en(app, u)) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>
+            }));
+        futures::future::join_all(runs).await;
+        app.settle().await;
+
+        for u in &hot {
+            let lead = storage::leads::by_telegram(&app.db, u.id).await.unwrap().expect("stored");
+            assert_eq!(lead.temperature, "hot");
+            assert_eq!(lead.phone.as_deref(), Some("+79123456789"));
+            assert_eq!(lead.source, "vk_ads");
+            // Every question exactly once: nothing skipped, nothing doubled across interleaving.
+            for q in ["согласие", "Как к вам обращаться", "Оставьте телефон", "Что вам сейчас ближе", "Когда планируете", "спецпредложения"] {
+                assert_eq!(count_bot(&app, u.id, q).await, 1, "{q} for {}\n{}", u.id, app.fake.transcript(u.id));
+            }
+        }
+        for u in &cold {
+            let lead = storage::leads::by_telegram(&app.db, u.id).await.unwrap().expect("stored");
+            assert_eq!(lead.temperature, "cold", "{}", app.fake.transcript(u.id));
+            assert_eq!(lead.phone.as_deref(), Some("+442079460958"));
+            assert_eq!(lead.name.as_deref(), Some("John Smith"));
+            assert!(lead.marketing_consent_at.is_none());
+            // The history holds every inbound and outbound message in the order they happened.
+            let history = storage::messages::history(&app.db, lead.id, 100).await.unwrap();
+            let inbound = history.iter().filter(|m| m.direction == "in").count();
+            assert_eq!(inbound, 7, "/start, consent, name, phone and three choices");
+            let times: Vec<i64> = history.iter().map(|m| m.created_at).collect();
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "history is in order");
+        }
+        // One alert per hot lead, none for the cold ones.
+        let alerts = app.fake.bot_messages_in(crate::support::app::STAFF_CHAT);
+        assert_eq!(alerts.iter().filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Горячий лид"))).count(), hot.len());
+    }
+}
+
+both_databases! {
+    async fn an_update_telegram_delivers_twice_is_applied_once(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(2301).lang("ru");
+        app.fake.push(user.command("start", ""));
+        let consent = bot_says(&app, user.id, "согласие").await;
+        let press = app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+        let typed = app.fake.push(user.text("Анна"));
+        bot_says(&app, user.id, "Оставьте телефон").await;
+
+        // Telegram sends both again, as it does when it never saw the confirmation.
+        let polls = app.fake.read(|s| s.polls_started());
+        assert!(app.fake.redeliver(press.update_id));
+        assert!(app.fake.redeliver(typed.update_id));
+        // Wait until the bot fetched the redelivered updates and polled again past them.
+        app.fake
+            .wait_until(crate::prospect::WAIT, |s| s.pending_updates() == 0 && s.polls_started() >= polls + 2)
+            .await
+            .expect("the bot polled past the redelivered updates");
+        let delivered = |id: i64| {
+            app.fake.requests_for("getUpdates").iter().filter(|r| {
+                r.response["result"].as_array().is_some_and(|a| a.iter().any(|u| u["update_id"] == id))
+            }).count()
+        };
+        assert_eq!(delivered(press.update_id), 2, "the press reached the bot twice");
+        assert_eq!(delivered(typed.update_id), 2, "the name reached the bot twice");
+        let db = app.db.clone();
+        eventually("nothing waits to be applied", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
+        })
+        .await;
+        app.settle().await;
+
+        assert_eq!(count_bot(&app, user.id, "Как к вам обращаться").await, 1);
+        assert_eq!(count_bot(&app, user.id, "Оставьте телефон").await, 1, "{}", app.fake.transcript(user.id));
+        let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().unwrap();
+        let history = storage::messages::history(&app.db, lead.id, 100).await.unwrap();
+        assert_eq!(history.iter().filter(|m| m.direction == "in").count(), 3, "/start, the press, the name");
+
+        // The dialogue goes on from where it was.
+        app.fake.push(user.contact("+79123456789"));
+        bot_says(&app, user.id, "Что вам сейчас ближе").await;
+    }
+}
+
+both_databases! {
+    async fn update_ids_near_the_32_bit_limit_are_confirmed(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        app.fake.set_next_update_id(i64::from(i32::MAX) - 3);
+        let user = User::new(2401).lang("ru");
+        app.fake.push(user.command("start", ""));
+        let consent = bot_says(&app, user.id, "согласие").await;
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+        app.fake
+            .wait_until(crate::prospect::WAIT, |s| s.offset_confirmed() >= i64::from(i32::MAX) - 1)
+            .await
+            .expect("the offset moved past the large ids");
+        assert_eq!(count_bot(&app, user.id, "согласие").await, 1);
+    }
+}
+
+/// Runs the real binary against the test database.
+fn leadbot(app: &TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leadbot"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.test_db.url)
+        .env(
+            "LEADBOT_DIALOGUES",
+            crate::support::app::shipped_dialogues(),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the leadbot binary runs")
+}
+
+both_databases! {
+    async fn leads_export_writes_what_was_collected(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let hot = User::new(2501).lang("ru").username("anna_k");
+        up_to_need(&app, &hot).await;
+        finish_hot(&app, &hot).await;
+        let cold = User::new(2502).lang("en");
+        finish_cold_en(&app, &cold).await;
+        app.settle().await;
+
+        let out = leadbot(&app, &["leads", "export", "--format", "csv"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.starts_with(&[0xEF, 0xBB, 0xBF]), "CSV starts with a UTF-8 BOM");
+        let mut reader = csv::Reader::from_reader(&out.stdout[3..]);
+        let headers: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        assert_eq!(
+            headers,
+            ["id", "telegram_id", "username", "name", "phone", "email", "source", "score", "temperature", "status", "flags", "created", "last_activity", "answers"]
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        let row = |tid: i64| rows.iter().find(|r| r[1] == tid.to_string()).expect("row for the lead").clone();
+        let h = row(hot.id);
+        assert_eq!(&h[2], "anna_k");
+        assert_eq!(&h[3], "Анна");
+        assert_eq!(&h[4], "+79123456789");
+        assert_eq!(&h[6], "vk_ads");
+        assert_eq!(&h[8], "hot");
+        let answers: serde_json::Value = serde_json::from_str(&h[13]).expect("answers are JSON");
+        assert_eq!(answers["name"], "Анна");
+        assert!(answers.get("need").is_some(), "{answers}");
+        let c = row(cold.id);
+        assert_eq!(&c[8], "cold");
+        assert_eq!(&c[6], "google_search");
+
+        // Filters: only the hot one.
+        let out = leadbot(&app, &["leads", "export", "--format", "json", "--temperature", "hot"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON export parses");
+        let leads = json.as_array().expect("an array");
+        assert_eq!(leads.len(), 1);
+        assert_eq!(leads[0]["telegram_id"], hot.id);
+        assert_eq!(leads[0]["phone"], "+79123456789");
+        // --since in the future leaves nothing.
+        let out = leadbot(&app, &["leads", "export", "--format", "json", "--since", "2999-01-01"]);
+        assert!(out.status.success());
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json.as_array().map(Vec::len), Some(0));
+
+        // Bad arguments: a clear error, a failing exit code, nothing written to stdout.
+        let out = leadbot(&app, &["leads", "export", "--temperature", "boiling"]);
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--temperature"));
+        let out = leadbot(&app, &["leads", "export", "--since", "yesterday"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("since"));
+        let _ = last_with_buttons;
+    }
+}
+
+both_databases! {
+    async fn other_odd_updates_get_a_short_reply_or_are_ignored(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(2601).lang("ru");
+        app.fake.push(user.command("start", ""));
+        let consent = bot_says(&app, user.id, "согласие").await;
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+
+        // Media at a text question: a specific reply naming what was sent, then the question again.
+        app.fake.push(user.photo(Some("это я")));
+        bot_says(&app, user.id, "фото").await;
+        app.fake.push(user.document("price.pdf"));
+        bot_says(&app, user.id, "файлы").await;
+        app.fake.push(user.location(55.75, 37.62));
+        bot_says(&app, user.id, "геопозицию").await;
+
+        // The consent button again, now outdated: the lead is told and asked the current question.
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "кнопка уже не действует").await;
+        // Forged and garbage callback data: answered, nothing changes.
+        app.fake.push(user.presses(&consent, "c:zzzzzzzz:99:99"));
+        app.fake.push(user.presses(&consent, "\u{0}\u{1}garbage"));
+        app.fake
+            .wait_for_request(crate::prospect::WAIT, |r| {
+                r.method == "answerCallbackQuery" && r.params.to_string().contains("больше не действует")
+            })
+            .await
+            .expect("a forged press is answered as outdated");
+        // An unknown update type and a message in a group the bot does not serve: ignored.
+        app.fake.push(crate::support::Update::unknown());
+        let group = crate::support::Chat::group(-4242, "Random group");
+        app.fake.push(user.in_chat(&group).text("/start"));
+        // A command it does not know.
+        app.fake.push(user.command("price", ""));
+        bot_says(&app, user.id, "Такой команды я не знаю").await;
+
+        let db = app.db.clone();
+        eventually("every update is applied", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
+        })
+        .await;
+        app.settle().await;
+        assert!(app.fake.bot_messages_in(-4242).is_empty(), "nothing is said in a foreign group");
+        // Still at the name question: the dialogue did not skip or repeat a step.
+        app.fake.push(user.text("Ольга"));
+        bot_says(&app, user.id, "Оставьте телефон").await;
+        let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().unwrap();
+        assert_eq!(lead.name.as_deref(), Some("Ольга"));
+        assert_eq!(count_bot(&app, user.id, "согласие").await, 1);
+        // Every callback was answered (Telegram shows a spinner until it is).
+        let answered = app.fake.requests_for("answerCallbackQuery").len();
+        assert!(answered >= 4, "{answered} callbacks answered");
+    }
+}

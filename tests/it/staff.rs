@@ -1,0 +1,384 @@
+//! The managers' side end to end: alerts, claims, SLA, relay (plain group and forum), staff
+//! commands, and strangers refused.
+
+use std::time::Duration;
+
+use crate::both_databases;
+use crate::prospect::{WAIT, bot_says, eventually, finish_hot, up_to_need};
+use crate::support::app::{LISTED_MANAGER, STAFF_CHAT, TestApp};
+use crate::support::{Chat, Fault, StoredMessage, User};
+use leadbot::storage;
+
+/// Takes a lead through the hot path and returns its id and alert card.
+async fn hot_lead(app: &TestApp, user: &User) -> (i64, StoredMessage) {
+    up_to_need(app, user).await;
+    finish_hot(app, user).await;
+    let card = bot_says(app, STAFF_CHAT, &format!("#{}", lead_id(app, user).await)).await;
+    (lead_id(app, user).await, card)
+}
+
+async fn lead_id(app: &TestApp, user: &User) -> i64 {
+    storage::leads::by_telegram(&app.db, user.id)
+        .await
+        .ok()
+        .flatten()
+        .map(|l| l.id)
+        .unwrap_or(-1)
+}
+
+fn cards(app: &TestApp) -> usize {
+    app.fake
+        .bot_messages_in(STAFF_CHAT)
+        .iter()
+        .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Горячий лид")))
+        .count()
+}
+
+/// Waits for a staff-chat message (new or edited) matching a condition.
+async fn staff_message(
+    app: &TestApp,
+    what: &str,
+    check: impl Fn(&StoredMessage) -> bool,
+) -> StoredMessage {
+    app.fake
+        .wait_for_message(STAFF_CHAT, WAIT, |m| m.from_bot && check(m))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "waiting for {what}: {e:?}\n{}",
+                app.fake.transcript(STAFF_CHAT)
+            )
+        })
+}
+
+both_databases! {
+    async fn the_alert_is_sent_once_even_when_the_bot_dies_while_sending_it(backend: Backend) {
+        let mut app = TestApp::spawn(backend).await;
+        let user = User::new(3001).lang("ru");
+        up_to_need(&app, &user).await;
+        // The card's send hangs, and the bot is killed while it is in flight.
+        app.fake.fail_when(1, Fault::Hang, |method, params| {
+            method == "sendMessage" && params["chat_id"] == STAFF_CHAT
+        });
+        finish_hot(&app, &user).await;
+        app.fake
+            .wait_until(WAIT, |s| s.requests().iter().any(|r| r.method == "sendMessage" && r.params["chat_id"] == STAFF_CHAT && r.status.is_none()))
+            .await
+            .ok();
+        app.kill().await;
+        assert_eq!(cards(&app), 0, "the hung send delivered nothing");
+        app.start().await;
+        bot_says(&app, STAFF_CHAT, "Горячий лид").await;
+        app.settle().await;
+        // A duplicated update and another restart do not bring a second card.
+        app.stop().await;
+        app.start().await;
+        app.fake.push(user.text("Жду звонка"));
+        bot_says(&app, STAFF_CHAT, "Жду звонка").await;
+        app.settle().await;
+        assert_eq!(cards(&app), 1);
+    }
+}
+
+both_databases! {
+    async fn two_managers_press_take_at_the_same_moment_and_one_wins(backend: Backend) {
+        let mut app = TestApp::spawn(backend).await;
+        let user = User::new(3101).lang("ru");
+        let (id, card) = hot_lead(&app, &user).await;
+        app.settle().await;
+        // Both presses reach the bot in one batch and are applied concurrently.
+        app.stop().await;
+        let earlier = app.fake.requests_for("answerCallbackQuery").len();
+        let managers: Vec<User> = (0..4).map(|i| User::new(3150 + i).first_name(&format!("Менеджер{i}"))).collect();
+        let data = card.callback_data("✋ Взять").expect("a Take button");
+        for m in &managers {
+            app.fake.push(m.presses(&card, &data));
+        }
+        app.start().await;
+        app.fake
+            .wait_until(WAIT, |s| s.requests_for("answerCallbackQuery").count() >= earlier + managers.len())
+            .await
+            .expect("every press answered");
+        app.settle().await;
+        let lead = storage::leads::get(&app.db, id).await.unwrap().unwrap();
+        let answers: Vec<String> = app.fake.requests_for("answerCallbackQuery").iter().skip(earlier).map(|r| r.params["text"].as_str().unwrap_or_default().to_owned()).collect();
+        let owner = lead.manager_id.unwrap_or_else(|| panic!("someone owns the lead: {answers:?}"));
+        assert!(managers.iter().any(|m| m.id == owner));
+        assert_eq!(answers.iter().filter(|t| t.starts_with("Лид ваш")).count(), 1, "{answers:?}");
+        assert_eq!(answers.iter().filter(|t| t.contains("уже взял")).count(), managers.len() - 1, "{answers:?}");
+        let history = storage::messages::history(&app.db, id, 100).await.unwrap();
+        assert_eq!(history.iter().filter(|m| m.kind == "action" && m.text.as_deref() == Some("took the lead")).count(), 1);
+        // The card shows the owner.
+        let edited = app.fake.read(|s| s.message(STAFF_CHAT, card.message_id).cloned()).unwrap();
+        assert!(edited.text.as_deref().is_some_and(|t| t.contains(lead.manager_name.as_deref().unwrap_or("?"))));
+    }
+}
+
+both_databases! {
+    async fn an_untaken_hot_lead_is_reannounced_at_most_three_times(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(3201).lang("ru");
+        let (id, card) = hot_lead(&app, &user).await;
+        let is_reminder = |m: &StoredMessage| m.from_bot && m.text.as_deref().is_some_and(|t| t.contains("никто не взял"));
+        let reminders = |app: &TestApp| app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| is_reminder(m)).count();
+        app.settle().await;
+        assert_eq!(reminders(&app), 0, "nothing before the SLA");
+        for n in 1..=3 {
+            app.clock.advance(Duration::from_secs(15 * 60 + 1));
+            app.fake
+                .wait_until(WAIT, |s| s.bot_messages_in(STAFF_CHAT).filter(|m| is_reminder(m)).count() >= n)
+                .await
+                .unwrap_or_else(|e| panic!("re-announcement {n}: {e:?}"));
+            app.settle().await;
+        }
+        let all: Vec<StoredMessage> = app.fake.bot_messages_in(STAFF_CHAT).into_iter().filter(|m| is_reminder(m)).collect();
+        assert!(all.iter().all(|m| m.reply_to_message_id == Some(card.message_id)), "replies to the card");
+        app.clock.advance(Duration::from_secs(3 * 60 * 60));
+        let db = app.db.clone();
+        eventually("the timer ran after the last jump", || {
+            let db = db.clone();
+            async move { storage::leads::get(&db, id).await.ok().flatten().is_some_and(|l| l.sla_reminders == 3) }
+        })
+        .await;
+        app.settle().await;
+        assert_eq!(reminders(&app), 3, "at most three");
+
+        // A taken lead is not re-announced.
+        let other = User::new(3202).lang("ru");
+        let (_, card2) = hot_lead(&app, &other).await;
+        app.fake.push(User::new(3250).first_name("Ира").presses_button(&card2, "✋ Взять"));
+        staff_message(&app, "the card shows the owner", |m| m.message_id == card2.message_id && m.text.as_deref().is_some_and(|t| t.contains("Ира"))).await;
+        app.clock.advance(Duration::from_secs(60 * 60));
+        app.settle().await;
+        assert!(app.fake.bot_messages_in(STAFF_CHAT).iter().all(|m| m.reply_to_message_id != Some(card2.message_id)));
+    }
+}
+
+both_databases! {
+    async fn in_a_forum_each_lead_gets_a_topic_and_talk_flows_both_ways(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let staff = Chat::forum(STAFF_CHAT, "Managers");
+        app.fake.add_chat(&staff);
+        let user = User::new(3301).lang("ru");
+        let (id, card) = hot_lead(&app, &user).await;
+        let topics = app.fake.read(|s| s.topics(STAFF_CHAT).to_vec());
+        assert_eq!(topics.len(), 1, "{topics:?}");
+        let (topic, title) = topics[0].clone();
+        assert!(title.contains(&format!("#{id}")) && title.contains("Анна"), "{title}");
+        assert_eq!(card.message_thread_id, Some(topic), "the card is in the lead's topic");
+        let lead = storage::leads::get(&app.db, id).await.unwrap().unwrap();
+        assert_eq!(lead.topic_id, Some(topic));
+
+        // The lead writes after the dialogue: it comes back in the topic.
+        app.fake.push(user.text("А доставка есть?"));
+        let relayed = bot_says(&app, STAFF_CHAT, "А доставка есть?").await;
+        assert_eq!(relayed.message_thread_id, Some(topic));
+        // A manager writes in the topic (no explicit reply): it reaches the lead.
+        let manager = User::new(3350).first_name("Олег");
+        app.fake.push(manager.in_chat(&staff).in_topic(topic).text("Да, по всей России."));
+        bot_says(&app, user.id, "по всей России").await;
+        // A photo from the manager reaches the lead too.
+        app.fake.push(manager.in_chat(&staff).in_topic(topic).photo(Some("Наш склад")));
+        app.fake
+            .wait_for_message(user.id, WAIT, |m| m.from_bot && m.caption.as_deref() == Some("Наш склад"))
+            .await
+            .expect("the photo is copied to the lead");
+        let history = storage::messages::history(&app.db, id, 100).await.unwrap();
+        assert!(history.iter().any(|m| m.direction == "staff" && m.author_id == Some(3350) && m.text.as_deref() == Some("Да, по всей России.")));
+
+        // A second hot lead gets a second topic; chatter in the general topic goes nowhere.
+        let second = User::new(3302).lang("ru");
+        let (_, card2) = hot_lead(&app, &second).await;
+        assert_eq!(app.fake.read(|s| s.topics(STAFF_CHAT).len()), 2);
+        assert_ne!(card2.message_thread_id, Some(topic));
+        app.fake.push(manager.in_chat(&staff).text("Всем привет"));
+        app.settle().await;
+        let before = app.fake.bot_messages_in(user.id).len();
+        app.fake.push(manager.in_chat(&staff).command("leads", ""));
+        bot_says(&app, STAFF_CHAT, "Лиды").await;
+        app.settle().await;
+        assert_eq!(app.fake.bot_messages_in(user.id).len(), before, "general chatter is not relayed");
+    }
+}
+
+both_databases! {
+    async fn in_a_plain_group_replies_relay_both_ways_and_closing_edits_the_card(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let staff = Chat::supergroup(STAFF_CHAT, "Managers");
+        let user = User::new(3401).lang("ru");
+        let (id, card) = hot_lead(&app, &user).await;
+        assert!(app.fake.read(|s| s.topics(STAFF_CHAT).is_empty()));
+        let manager = User::new(3450).first_name("Вера");
+        // A reply to the card reaches the lead and takes the lead.
+        app.fake.push(manager.in_chat(&staff).text("Добрый день! Когда удобно созвониться?").reply_to(&card));
+        bot_says(&app, user.id, "Когда удобно созвониться").await;
+        // The lead's answer comes back under the card.
+        app.fake.push(user.text("Завтра после обеда"));
+        let back = bot_says(&app, STAFF_CHAT, "Завтра после обеда").await;
+        assert_eq!(back.reply_to_message_id, Some(card.message_id));
+        // A reply to the relayed message reaches the lead as well; a document too.
+        app.fake.push(manager.in_chat(&staff).document("offer.pdf").reply_to(&back));
+        app.fake
+            .wait_for_message(user.id, WAIT, |m| m.from_bot && m.media.as_ref().is_some_and(|(k, _)| k == "document"))
+            .await
+            .expect("the document is copied to the lead");
+        // Won closes the lead and edits the card; its buttons go.
+        app.fake.push(manager.presses_button(&card, "✅ Выиграна"));
+        let closed = staff_message(&app, "the closed card", |m| m.message_id == card.message_id && m.button_labels().is_empty()).await;
+        assert!(closed.edit_count >= 1);
+        let lead = storage::leads::get(&app.db, id).await.unwrap().unwrap();
+        assert_eq!(lead.status, "won");
+        assert_eq!(lead.manager_id, Some(3450));
+        assert!(lead.first_reply_at.is_some());
+        // Every manager action is in the history with who did it.
+        let history = storage::messages::history(&app.db, id, 100).await.unwrap();
+        let actions: Vec<(Option<i64>, String)> = history.iter().filter(|m| m.direction == "staff").map(|m| (m.author_id, m.text.clone().unwrap_or_default())).collect();
+        assert!(actions.contains(&(Some(3450), "took the lead by replying".into())), "{actions:?}");
+        assert!(actions.contains(&(Some(3450), "closed as won".into())), "{actions:?}");
+        assert!(actions.iter().filter(|(who, _)| *who == Some(3450)).count() >= 4, "{actions:?}");
+        // Lost after Won changes nothing.
+        app.fake.push(manager.presses(&card, &format!("l:{id}")));
+        app.fake
+            .wait_for_request(WAIT, |r| r.method == "answerCallbackQuery" && r.params.to_string().contains("уже закрыт"))
+            .await
+            .expect("a closed lead stays closed");
+    }
+}
+
+both_databases! {
+    async fn staff_commands_answer_managers_and_nobody_else(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let staff = Chat::supergroup(STAFF_CHAT, "Managers");
+        let hot = User::new(3501).lang("ru").first_name("Горячий");
+        let (hot_id, card) = hot_lead(&app, &hot).await;
+        let cold = User::new(3502).lang("ru");
+        up_to_need(&app, &cold).await;
+        let manager = User::new(3550).first_name("Лена");
+        let says = |m: &User, text: &str| app.fake.push(m.in_chat(&staff).text(text));
+
+        says(&manager, "/leads");
+        let all = bot_says(&app, STAFF_CHAT, "Лиды").await;
+        let text = all.text.clone().unwrap_or_default();
+        let (hot_at, cold_at) = (text.find(&format!("/lead {hot_id}")), text.find(&format!("/lead {}", lead_id(&app, &cold).await)));
+        assert!(hot_at.is_some() && cold_at.is_some() && hot_at < cold_at, "hot first: {text}");
+        says(&manager, "/leads hot");
+        let only_hot = staff_message(&app, "/leads hot", |m| m.message_id > all.message_id && m.text.as_deref().is_some_and(|t| t.contains("Лиды"))).await;
+        assert!(!only_hot.text.unwrap_or_default().contains(&format!("/lead {}", lead_id(&app, &cold).await)));
+        says(&manager, "/leads boiling");
+        bot_says(&app, STAFF_CHAT, "Использование: /leads").await;
+
+        app.fake.push(manager.presses_button(&card, "✋ Взять"));
+        staff_message(&app, "the card shows the owner", |m| m.message_id == card.message_id && m.text.as_deref().is_some_and(|t| t.contains("Лена"))).await;
+        says(&manager, "/leads mine");
+        let mine = staff_message(&app, "/leads mine", |m| m.text.as_deref().is_some_and(|t| t.contains("Лиды") && t.contains("👤"))).await;
+        assert!(mine.text.unwrap_or_default().contains(&format!("/lead {hot_id}")));
+
+        says(&manager, &format!("/lead {hot_id}"));
+        let one = bot_says(&app, STAFF_CHAT, "Последние сообщения").await;
+        assert!(one.text.as_deref().is_some_and(|t| t.contains("+79123456789")));
+        says(&manager, "/lead 999999");
+        bot_says(&app, STAFF_CHAT, "Лид не найден").await;
+        says(&manager, "/lead abc");
+        bot_says(&app, STAFF_CHAT, "Использование: /lead ID").await;
+
+        says(&manager, "/stats");
+        bot_says(&app, STAFF_CHAT, "Воронка").await;
+        app.fake
+            .wait_for_message(STAFF_CHAT, WAIT, |m| m.from_bot && m.media.as_ref().is_some_and(|(k, _)| k == "photo"))
+            .await
+            .expect("the funnel chart as a PNG");
+        says(&manager, "/export");
+        let doc = app.fake
+            .wait_for_message(STAFF_CHAT, WAIT, |m| m.from_bot && m.file.as_ref().is_some_and(|f| f.file_name.as_deref() == Some("leads.csv")))
+            .await
+            .expect("the CSV as a document");
+        let csv = String::from_utf8(doc.file.unwrap().bytes).unwrap();
+        assert!(csv.starts_with('\u{feff}') && csv.contains("+79123456789"));
+
+        // A listed manager in private gets answers too.
+        let listed = User::new(LISTED_MANAGER).first_name("Старший");
+        app.fake.push(listed.command("leads", "hot"));
+        bot_says(&app, LISTED_MANAGER, "Лиды").await;
+
+        // A stranger in private: no data, the ordinary reply to an unknown command.
+        let stranger = User::new(3599).lang("ru");
+        app.fake.push(stranger.command("leads", ""));
+        app.fake.push(stranger.command("export", ""));
+        // Telegram only lets members of the staff chat press the card's buttons; a stranger can
+        // only forge the data on a message of their own private chat.
+        let own = bot_says(&app, stranger.id, "Такой команды я не знаю").await;
+        app.fake.push(stranger.presses(&own, &format!("w:{hot_id}")));
+        app.fake
+            .wait_for_request(WAIT, |r| r.method == "answerCallbackQuery" && r.params.to_string().contains("только для менеджеров"))
+            .await
+            .expect("a forged Won is refused");
+        app.settle().await;
+        let seen: Vec<String> = app.fake.bot_messages_in(stranger.id).iter().map(|m| m.visible_text().to_owned()).collect();
+        assert!(seen.iter().all(|t| !t.contains("Лиды") && !t.contains("+79")), "{seen:?}");
+        assert!(app.fake.bot_messages_in(stranger.id).iter().all(|m| m.file.is_none()));
+        let lead = storage::leads::get(&app.db, hot_id).await.unwrap().unwrap();
+        assert_eq!(lead.status, "in_work", "the forged Won changed nothing");
+
+        // Other bots in the staff chat are ignored.
+        let bot = User::new(3598).first_name("OtherBot");
+        let mut update = bot.in_chat(&staff).text("/leads");
+        update = crate::support::Update::raw(update.kind(), {
+            let mut body = update.body().clone();
+            body["from"]["is_bot"] = serde_json::json!(true);
+            body
+        });
+        // (The daily digest may be posted at any moment; it is not an answer.)
+        let answers = |app: &TestApp| app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| !m.text.as_deref().unwrap_or_default().contains("Сводка за сутки")).count();
+        let before = answers(&app);
+        app.fake.push(update);
+        app.settle().await;
+        let db = app.db.clone();
+        eventually("the bot's message is applied", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
+        })
+        .await;
+        app.settle().await;
+        assert_eq!(answers(&app), before, "no answer to another bot");
+    }
+}
+
+both_databases! {
+    async fn a_hot_lead_still_waiting_after_the_reminders_is_in_the_daily_digest_once(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(3601).lang("ru");
+        let (id, _card) = hot_lead(&app, &user).await;
+        let is_digest = |m: &StoredMessage| m.from_bot && m.text.as_deref().is_some_and(|t| t.contains("Сводка за сутки"));
+        // Move past three SLA periods so the re-announcements run out.
+        for n in 1..=3 {
+            app.clock.advance(Duration::from_secs(15 * 60 + 1));
+            let db = app.db.clone();
+            eventually("a re-announcement", || {
+                let db = db.clone();
+                async move { storage::leads::get(&db, id).await.ok().flatten().is_some_and(|l| l.sla_reminders >= n) }
+            })
+            .await;
+        }
+        // A day later the digest lists the lead (the digest hour has passed by then, whatever the time now).
+        app.clock.advance(Duration::from_secs(24 * 60 * 60));
+        let needle = format!("/lead {id}");
+        let digest = app.fake
+            .wait_for_message(STAFF_CHAT, WAIT, |m| is_digest(m) && m.text.as_deref().is_some_and(|t| t.contains(&needle)))
+            .await
+            .expect("the daily digest lists the waiting lead");
+        let text = digest.text.clone().unwrap_or_default();
+        assert!(text.contains("без менеджера"), "{text}");
+        let digests = app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| is_digest(m)).count();
+        assert!(digests <= 2, "at most one for the first day and one for the next");
+        // Later ticks the same day post nothing more.
+        app.clock.advance(Duration::from_secs(60));
+        let ticks = app.fake.read(|s| s.polls_started());
+        app.fake.wait_until(WAIT, |s| s.polls_started() >= ticks + 3).await.expect("the bot keeps running");
+        app.settle().await;
+        assert_eq!(app.fake.bot_messages_in(STAFF_CHAT).iter().filter(|m| is_digest(m)).count(), digests);
+        // A taken lead leaves the digest.
+        let lead = storage::leads::get(&app.db, id).await.unwrap().unwrap();
+        assert!(lead.manager_id.is_none());
+        assert_eq!(storage::leads::unclaimed_hot(&app.db, 3, 10).await.unwrap().len(), 1);
+    }
+}
