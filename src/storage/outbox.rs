@@ -229,11 +229,11 @@ pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), Stor
 
 /// The lead a delivered message in a chat belongs to (a card or a relayed message).
 pub async fn lead_of_message(
-    db: &Db,
+    tx: &mut Tx,
     chat_id: i64,
     message_id: i64,
 ) -> Result<Option<i64>, StorageError> {
-    let row: Option<(Option<i64>,)> = with_db!(db, |c| {
+    let row: Option<(Option<i64>,)> = with_tx!(tx, |c| {
         sqlx::query_as(
             "SELECT lead_id FROM outbox WHERE chat_id = $1 AND telegram_message_id = $2 AND lead_id IS NOT NULL
              ORDER BY id DESC LIMIT 1",
