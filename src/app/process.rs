@@ -18,6 +18,9 @@ use crate::storage::updates::{self, StoredUpdate};
 /// Updates that failed this often are left aside (and logged) so one bad update cannot stall a lead.
 const MAX_ATTEMPTS: i32 = 5;
 
+/// How long an update waits after the database was unreachable (not counted as an attempt).
+const UNAVAILABLE_PAUSE_MS: i64 = 500;
+
 /// The update processor.
 pub struct Processor {
     pub app: Arc<App>,
@@ -90,6 +93,13 @@ impl Processor {
                             // Another replica holds this user; it carries on with the rest.
                             busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             break;
+                        }
+                        // The database is away: nothing is wrong with the update, so it keeps
+                        // its attempts (an outage used to use them up and set it aside for good).
+                        Ok(Err(prospect::ProspectError::Storage(e))) if e.is_unavailable() => {
+                            tracing::warn!(update_id = u.update_id, error = %e, "database unavailable; update will be retried");
+                            let until = app.clock.now_ms().saturating_add(UNAVAILABLE_PAUSE_MS);
+                            return Some((u.update_id, until));
                         }
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "the handler panicked".to_owned(),

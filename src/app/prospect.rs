@@ -88,9 +88,9 @@ fn session_of(lead: &Lead) -> Session {
     serde_json::from_str(&lead.session).unwrap_or_default()
 }
 
-async fn pinned_script(app: &App, lead: &Lead) -> Result<Option<Arc<Script>>> {
+async fn pinned_script(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<Option<Arc<Script>>> {
     match &lead.dialogue_version {
-        Some(v) => Ok(app.scripts.version(&app.db, v).await?),
+        Some(v) => Ok(app.scripts.version(&mut ctx.tx, v).await?),
         None => Ok(None),
     }
 }
@@ -129,7 +129,7 @@ pub async fn on_message(
     let (kind, text) = history_kind(&content);
     record_inbound(ctx, &lead, kind, &text).await?;
 
-    let script = pinned_script(app, &lead).await?;
+    let script = pinned_script(app, ctx, &lead).await?;
     let session = session_of(&lead);
     let lang = lang_of(&lead, script.as_deref());
 
@@ -274,7 +274,7 @@ pub async fn on_edited(app: &App, ctx: &mut Ctx, from: &Person) -> Result<()> {
         return Ok(());
     };
     record_inbound(ctx, &lead, "edited", "[edited message]").await?;
-    let script = pinned_script(app, &lead).await?;
+    let script = pinned_script(app, ctx, &lead).await?;
     let lang = lang_of(&lead, script.as_deref());
     ctx.send_to_lead(&lead, Action::text(t(lang, Key::Edited), Markup::None))
         .await?;
@@ -311,7 +311,7 @@ pub async fn on_callback(
     };
     lead.last_activity_at = ctx.now;
     lead.last_inbound_at = Some(ctx.now);
-    let script = pinned_script(app, &lead).await?;
+    let script = pinned_script(app, ctx, &lead).await?;
     let lang = lang_of(&lead, script.as_deref());
     let session = session_of(&lead);
     let mut notice: Option<&str> = None;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::dialogue::{self, Catalog, Script};
-use crate::storage::{self, Db, StorageError};
+use crate::storage::{self, Db, StorageError, Tx};
 
 /// Current dialogues and a cache of pinned versions.
 pub struct Scripts {
@@ -50,16 +50,17 @@ impl Scripts {
         self.by_version.read().ok()?.get(version).cloned()
     }
 
-    /// The script of a pinned version: from memory, or compiled from the stored source.
+    /// The script of a pinned version: from memory, or compiled from the stored source (read
+    /// through the caller's transaction).
     pub async fn version(
         &self,
-        db: &Db,
+        tx: &mut Tx,
         version: &str,
     ) -> Result<Option<Arc<Script>>, StorageError> {
         if let Some(s) = self.cached(version) {
             return Ok(Some(s));
         }
-        let Some(stored) = storage::dialogues::find(db, version).await? else {
+        let Some(stored) = storage::dialogues::find_in(tx, version).await? else {
             return Ok(None);
         };
         match dialogue::compile(&stored.file_name, &stored.source) {

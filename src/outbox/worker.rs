@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use tokio::task::{JoinError, JoinSet};
 
 use super::action::Action;
 use super::backoff;
@@ -40,8 +41,29 @@ pub struct Worker {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// A send's result, waiting to be recorded.
+struct Delivered {
+    row: storage::outbox::Row,
+    /// The action as sent; `None` when the stored action no longer decodes.
+    action: Option<Action>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Telegram's answer.
+    Sent(Result<Option<i32>, SendError>),
+    /// Not sent: the lead's forum topic could not be looked up.
+    NotSent(StorageError),
+}
+
+/// How long recording an outcome is retried while the database is away. A send Telegram
+/// accepted but the bot did not record is sent again after a restart, so it is worth waiting.
+const RECORD_PATIENCE: Duration = Duration::from_secs(120);
+
 impl Worker {
-    /// One round: claim due rows (one per chat), send them concurrently, record outcomes.
+    /// One round: claim due rows (one per chat), send them concurrently, and record outcomes as
+    /// they come in: everything that finished by then in one transaction, so the window between
+    /// Telegram accepting a message and the bot recording it stays short under load.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, StorageError> {
         let rows =
@@ -51,28 +73,48 @@ impl Worker {
             return Ok(Step::Empty);
         }
         let n = rows.len();
-        let results =
-            futures::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
-        for r in results {
-            r?;
+        let mut sends = JoinSet::new();
+        for row in rows {
+            self.spawn_send(&mut sends, row);
+        }
+        while let Some(first) = sends.join_next().await {
+            let done = finished(first, &mut sends);
+            self.record_patiently(&done).await?;
         }
         Ok(Step::Done(n))
     }
 
-    async fn deliver(&self, row: storage::outbox::Row) -> Result<(), StorageError> {
+    /// Sends on a task of its own, so it runs on (and its timeout counts from the answer) while
+    /// the worker is busy recording other outcomes: a future left unpolled past its timeout
+    /// would report a message Telegram accepted as failed, and it would be sent again.
+    fn spawn_send(&self, sends: &mut JoinSet<Delivered>, row: storage::outbox::Row) {
+        let worker = self.clone();
+        sends.spawn(async move { worker.send(row).await });
+    }
+
+    async fn send(&self, row: storage::outbox::Row) -> Delivered {
         let action: Action = match serde_json::from_str(&row.action) {
             Ok(a) => a,
             Err(e) => {
-                tracing::error!(outbox_id = row.id, error = %e, "outbox row does not decode; given up");
-                return storage::outbox::mark_failed(
-                    &self.db,
-                    row.id,
-                    &format!("corrupt action: {e}"),
-                )
-                .await;
+                return Delivered {
+                    row,
+                    action: None,
+                    outcome: Outcome::Sent(Err(SendError::Permanent(format!(
+                        "corrupt action: {e}"
+                    )))),
+                };
             }
         };
-        let action = self.in_lead_topic(&row, action).await?;
+        let action = match self.in_lead_topic(&row, action).await {
+            Ok(action) => action,
+            Err(e) => {
+                return Delivered {
+                    row,
+                    action: None,
+                    outcome: Outcome::NotSent(e),
+                };
+            }
+        };
         let started = std::time::Instant::now();
         let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
         self.metrics
@@ -85,59 +127,123 @@ impl Worker {
                 SendError::Transient(_) => "transient",
             });
         }
+        Delivered {
+            row,
+            action: Some(action),
+            outcome: Outcome::Sent(outcome),
+        }
+    }
+
+    /// Records outcomes, retrying with backoff while the database is unreachable: giving up would
+    /// leave the rows `sending` until a restart, and then send them again.
+    async fn record_patiently(&self, done: &[Delivered]) -> Result<(), StorageError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.record(done).await {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() < RECORD_PATIENCE => {
+                    tracing::warn!(error = %e, rows = done.len(), "cannot record deliveries; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Records a group of outcomes: the deliveries in one transaction, the rest row by row.
+    async fn record(&self, done: &[Delivered]) -> Result<(), StorageError> {
         let now = self.clock.now_ms();
-        match outcome {
-            Ok(message_id) => {
-                if row.idempotency_key.starts_with("alert:") {
+        let delivered: Vec<(&Delivered, Option<i64>)> = done
+            .iter()
+            .filter_map(|d| match &d.outcome {
+                Outcome::Sent(Ok(mid)) => Some((d, mid.map(i64::from))),
+                _ => None,
+            })
+            .collect();
+        if !delivered.is_empty() {
+            let mut tx = self.db.begin().await?;
+            for &(d, mid) in &delivered {
+                storage::outbox::mark_sent_in(&mut tx, d.row.id, mid, now).await?;
+                let topic = matches!(d.action, Some(Action::CreateTopic { .. }));
+                if let (false, Some(mid)) = (topic, mid) {
+                    storage::messages::link_delivered_in(&mut tx, d.row.id, mid).await?;
+                }
+            }
+            tx.commit().await?;
+            for &(d, mid) in &delivered {
+                if d.row.idempotency_key.starts_with("alert:") {
                     self.metrics.alerts_sent.inc();
                 }
-                let mid = message_id.map(i64::from);
-                storage::outbox::mark_sent(&self.db, row.id, mid, now).await?;
-                if let (Action::CreateTopic { .. }, Some(lead_id), Some(topic)) =
-                    (&action, row.lead_id, mid)
+                if let (Some(Action::CreateTopic { .. }), Some(lead_id), Some(topic)) =
+                    (&d.action, d.row.lead_id, mid)
                 {
                     self.staff_forum.learn(true);
                     storage::leads::set_topic(&self.db, lead_id, topic).await?;
-                } else if let Some(mid) = mid {
-                    storage::messages::link_delivered(&self.db, row.id, mid).await?;
                 }
             }
-            Err(SendError::Permanent(msg))
-                if matches!(action, Action::CreateTopic { .. }) && topics::is_not_a_forum(&msg) =>
+        }
+        for d in done {
+            match &d.outcome {
+                Outcome::Sent(Ok(_)) => {}
+                Outcome::Sent(Err(e)) => self.record_failure(d, e, now).await?,
+                Outcome::NotSent(e) => {
+                    tracing::warn!(outbox_id = d.row.id, error = %e, "cannot look up the lead's topic; will retry");
+                    storage::outbox::retry_at(&self.db, d.row.id, now + 1000, &e.to_string())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        d: &Delivered,
+        error: &SendError,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let row = &d.row;
+        match error {
+            SendError::Permanent(msg)
+                if matches!(d.action, Some(Action::CreateTopic { .. }))
+                    && topics::is_not_a_forum(msg) =>
             {
                 self.staff_forum.learn(false);
                 storage::outbox::mark_failed(&self.db, row.id, "the staff chat is not a forum")
                     .await?;
             }
-            Err(SendError::RetryAfter(d)) => {
+            SendError::RetryAfter(wait) => {
                 tracing::warn!(
                     outbox_id = row.id,
-                    seconds = d.as_secs(),
+                    seconds = wait.as_secs(),
                     "rate limited by Telegram"
                 );
-                let at = now + ms(d.max(Duration::from_secs(1)));
+                let at = now + ms((*wait).max(Duration::from_secs(1)));
                 storage::outbox::retry_at(&self.db, row.id, at, "429 Too Many Requests").await?;
             }
-            Err(SendError::Blocked(msg)) => {
+            SendError::Blocked(msg) => {
                 tracing::info!(
                     outbox_id = row.id,
                     "the user blocked the bot; lead marked blocked"
                 );
-                storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
             }
-            Err(SendError::Permanent(msg)) => {
+            SendError::Permanent(msg) => {
                 tracing::error!(outbox_id = row.id, error = %msg, "Telegram refused a request; given up");
-                storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                storage::outbox::mark_failed(&self.db, row.id, msg).await?;
             }
-            Err(SendError::Transient(msg)) => {
-                if !action.retryable() || row.attempts >= backoff::MAX_ATTEMPTS {
+            SendError::Transient(msg) => {
+                let retryable = d.action.as_ref().is_some_and(Action::retryable);
+                if !retryable || row.attempts >= backoff::MAX_ATTEMPTS {
                     tracing::warn!(outbox_id = row.id, error = %msg, attempts = row.attempts, "send failed; given up");
-                    storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                    storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 } else {
                     let delay = backoff::delay(row.attempts);
                     tracing::warn!(outbox_id = row.id, error = %msg, retry_in_ms = ms(delay), "send failed; will retry");
-                    storage::outbox::retry_at(&self.db, row.id, now + ms(delay), &msg).await?;
+                    storage::outbox::retry_at(&self.db, row.id, now + ms(delay), msg).await?;
                 }
             }
         }
@@ -174,32 +280,74 @@ impl Worker {
         Ok(action)
     }
 
-    /// Runs until shutdown: rounds while there is work, then waits for a wake-up or the next due row.
+    /// Runs until shutdown. Sends overlap: whenever one finishes (and on every wake-up) more due
+    /// rows are claimed, up to `batch` in flight, so a send that hangs or meets a slow 5xx holds
+    /// up only its own chat (whose next row waits for it, keeping the chat's order).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut in_flight = JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step().await {
-                Ok(Step::Done(_)) => continue,
-                Ok(Step::Empty) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox round failed; retrying"),
+            let room = self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX);
+            if room > 0 {
+                match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
+                    .await
+                {
+                    Ok(rows) => {
+                        for row in rows {
+                            self.spawn_send(&mut in_flight, row);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
+                }
             }
+            // Rows blocked behind a chat's send in flight are woken by its completion, so with
+            // sends in flight the timer only serves rows coming due later.
+            let floor = if in_flight.is_empty() { 10 } else { 100 };
             let idle = match storage::outbox::next_due(&self.db).await {
                 Ok(Some(at)) => {
                     Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
-                        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                        .clamp(Duration::from_millis(floor), Duration::from_secs(1))
                 }
                 _ => Duration::from_secs(1),
             };
             tokio::select! {
+                Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let done = finished(first, &mut in_flight);
+                    if let Err(e) = self.record_patiently(&done).await {
+                        tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart");
+                    }
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => {}
             }
         }
+        // Sends already made are recorded, so a graceful stop doubles nothing.
+        while let Some(first) = in_flight.join_next().await {
+            let done = finished(first, &mut in_flight);
+            if let Err(e) = self.record_patiently(&done).await {
+                tracing::error!(error = %e, "deliveries not recorded at shutdown");
+            }
+        }
         tracing::info!("outbox worker stopped");
     }
+}
+
+/// The send that finished and every other one finished by now (a panicked send is logged; its
+/// row stays `sending` and is sent again after a restart).
+fn finished(first: Result<Delivered, JoinError>, sends: &mut JoinSet<Delivered>) -> Vec<Delivered> {
+    let mut done = Vec::new();
+    let mut take = |r: Result<Delivered, JoinError>| match r {
+        Ok(d) => done.push(d),
+        Err(e) => tracing::error!(error = %e, "a send task failed"),
+    };
+    take(first);
+    while let Some(more) = sends.try_join_next() {
+        take(more);
+    }
+    done
 }
 
 fn ms(d: Duration) -> i64 {

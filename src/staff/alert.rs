@@ -66,7 +66,7 @@ pub fn card_of(lead: &Lead, script: Option<&Script>, now: i64) -> Card {
 /// Enqueues the lead's alert card in the staff chat (once per lead).
 pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageError> {
     let script = match &lead.dialogue_version {
-        Some(v) => app.scripts.version(&app.db, v).await?,
+        Some(v) => app.scripts.version(&mut ctx.tx, v).await?,
         None => None,
     };
     let c = card_of(lead, script.as_deref(), ctx.now);
@@ -106,14 +106,14 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
 }
 
 async fn edit_card(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageError> {
-    let Some(row) = storage::outbox::by_key(&app.db, &alert_key(lead.id)).await? else {
+    let Some(row) = storage::outbox::by_key_in(&mut ctx.tx, &alert_key(lead.id)).await? else {
         return Ok(());
     };
     let Some(message_id) = row.telegram_message_id.and_then(|m| i32::try_from(m).ok()) else {
         return Ok(());
     };
     let script = match &lead.dialogue_version {
-        Some(v) => app.scripts.version(&app.db, v).await?,
+        Some(v) => app.scripts.version(&mut ctx.tx, v).await?,
         None => None,
     };
     let c = card_of(lead, script.as_deref(), ctx.now);

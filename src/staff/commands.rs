@@ -107,7 +107,7 @@ pub async fn run(
                 return Ok(());
             };
             let script = match &lead.dialogue_version {
-                Some(v) => app.scripts.version(&app.db, v).await?,
+                Some(v) => app.scripts.version(&mut ctx.tx, v).await?,
                 None => None,
             };
             let mut text = card::html(&card_of(&lead, script.as_deref(), ctx.now));

@@ -20,7 +20,7 @@ pub async fn lead_to_staff(
     message_id: i32,
     content: &Content,
 ) -> Result<(), StorageError> {
-    let card = storage::outbox::by_key(&app.db, &alert_key(lead.id)).await?;
+    let card = storage::outbox::by_key_in(&mut ctx.tx, &alert_key(lead.id)).await?;
     let reply_to = card
         .and_then(|r| r.telegram_message_id)
         .and_then(|m| i32::try_from(m).ok());
@@ -87,7 +87,8 @@ pub async fn staff_to_lead(
     content: &Content,
 ) -> Result<bool, ProspectError> {
     let Some(lead_id) =
-        storage::outbox::lead_of_message(&app.db, app.staff_chat_id, i64::from(reply_to)).await?
+        storage::outbox::lead_of_message(&mut ctx.tx, app.staff_chat_id, i64::from(reply_to))
+            .await?
     else {
         return Ok(false);
     };
@@ -103,7 +104,7 @@ pub async fn topic_to_lead(
     thread_id: i32,
     content: &Content,
 ) -> Result<bool, ProspectError> {
-    let Some(lead_id) = storage::leads::by_topic(&app.db, i64::from(thread_id)).await? else {
+    let Some(lead_id) = storage::leads::by_topic(&mut ctx.tx, i64::from(thread_id)).await? else {
         return Ok(false);
     };
     relay_to_lead(app, ctx, from, message_id, lead_id, content).await

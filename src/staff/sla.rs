@@ -31,7 +31,7 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
             continue;
         }
         lead.sla_reminders += 1;
-        let card = storage::outbox::by_key(&app.db, &alert_key(lead.id)).await?;
+        let card = storage::outbox::by_key_in(&mut ctx.tx, &alert_key(lead.id)).await?;
         let reply_to = card
             .and_then(|r| r.telegram_message_id)
             .and_then(|m| i32::try_from(m).ok());

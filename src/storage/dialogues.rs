@@ -1,6 +1,6 @@
 //! Dialogue versions by content hash, so a lead stays on the version it started.
 
-use super::{Db, StorageError, with_db};
+use super::{Db, StorageError, Tx, with_db, with_tx};
 
 /// A stored dialogue version.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -33,6 +33,18 @@ pub async fn remember(db: &Db, v: &StoredVersion, now: i64) -> Result<(), Storag
 /// Loads a version's source text.
 pub async fn find(db: &Db, version: &str) -> Result<Option<StoredVersion>, StorageError> {
     Ok(with_db!(db, |c| {
+        sqlx::query_as::<_, StoredVersion>(
+            "SELECT version, dialogue_id, locale, file_name, source FROM dialogue_versions WHERE version = $1",
+        )
+        .bind(version)
+        .fetch_optional(c)
+        .await
+    })?)
+}
+
+/// Loads a version's source text inside a transaction (see `outbox::by_key_in` for why).
+pub async fn find_in(tx: &mut Tx, version: &str) -> Result<Option<StoredVersion>, StorageError> {
+    Ok(with_tx!(tx, |c| {
         sqlx::query_as::<_, StoredVersion>(
             "SELECT version, dialogue_id, locale, file_name, source FROM dialogue_versions WHERE version = $1",
         )

@@ -185,8 +185,8 @@ pub async fn set_topic(db: &Db, id: i64, topic_id: i64) -> Result<(), StorageErr
 }
 
 /// The lead whose forum topic this is.
-pub async fn by_topic(db: &Db, topic_id: i64) -> Result<Option<i64>, StorageError> {
-    let row: Option<(i64,)> = with_db!(db, |c| {
+pub async fn by_topic(tx: &mut Tx, topic_id: i64) -> Result<Option<i64>, StorageError> {
+    let row: Option<(i64,)> = with_tx!(tx, |c| {
         sqlx::query_as("SELECT id FROM leads WHERE topic_id = $1 ORDER BY id LIMIT 1")
             .bind(topic_id)
             .fetch_optional(c)

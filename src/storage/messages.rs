@@ -98,6 +98,23 @@ pub async fn link_delivered(db: &Db, outbox_id: i64, message_id: i64) -> Result<
     Ok(())
 }
 
+/// [`link_delivered`] inside a transaction.
+pub async fn link_delivered_in(
+    tx: &mut Tx,
+    outbox_id: i64,
+    message_id: i64,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query("UPDATE messages SET telegram_message_id = $1 WHERE outbox_id = $2")
+            .bind(message_id)
+            .bind(outbox_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 /// Records a funnel event: the lead entered a step.
 pub async fn step_entered(
     tx: &mut Tx,

@@ -20,12 +20,16 @@ pub mod reminders;
 pub mod stats;
 pub mod updates;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A storage failure. The message is for logs, never for prospects.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,32 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+impl StorageError {
+    /// True when the database could not be reached or dropped the connection (it restarted, an
+    /// operator terminated the session, the pool ran dry): the same work will succeed later, so it
+    /// is retried rather than counted against the work itself.
+    pub fn is_unavailable(&self) -> bool {
+        let StorageError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL: connection exceptions (08…), operator intervention (57P01 admin
+            // shutdown, 57P02 crash shutdown, 57P03 cannot connect now); SQLite: busy/locked.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "6")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// A connection pool to SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -52,8 +82,8 @@ pub enum Db {
 
 /// An open write transaction.
 pub enum Tx {
-    /// SQLite, begun with `BEGIN IMMEDIATE` so writers queue instead of failing.
-    Sqlite(Transaction<'static, Sqlite>),
+    /// SQLite, begun with `BEGIN IMMEDIATE` once this process's write gate is open.
+    Sqlite(SqliteTx),
     /// PostgreSQL.
     Postgres(Transaction<'static, Postgres>),
 }
@@ -129,7 +159,20 @@ impl Db {
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx, StorageError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p) => {
+                // Writers queue here, fairly and without holding a connection, rather than in
+                // SQLite's busy handler, which sleeps up to 100 ms between tries and starves the
+                // outbox worker's records of what Telegram accepted (each a possible duplicate
+                // after a crash).
+                let gate = sqlite_write_gate(p)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                Tx::Sqlite(SqliteTx {
+                    tx: p.begin_with("BEGIN IMMEDIATE").await?,
+                    _gate: gate,
+                })
+            }
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -165,11 +208,44 @@ impl Db {
     }
 }
 
+/// A SQLite write transaction and the process's write gate it holds until it ends.
+pub struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    _gate: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// One write gate per SQLite file: SQLite has one writer at a time anyway.
+fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
+    static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<Semaphore>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let mut gates = GATES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    gates
+        .entry(file)
+        .or_insert_with(|| Arc::new(Semaphore::new(1)))
+        .clone()
+}
+
 impl Tx {
     /// Commits the transaction.
     pub async fn commit(self) -> Result<(), StorageError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t) => t.tx.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -189,5 +265,23 @@ impl Tx {
             .map(|r| r.rows_affected())
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StorageError;
+
+    #[test]
+    fn an_unreachable_database_is_told_apart_from_a_failing_statement() {
+        assert!(StorageError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            StorageError::Database(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset
+            )))
+            .is_unavailable()
+        );
+        assert!(!StorageError::Database(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StorageError::Corrupt("bad json".into()).is_unavailable());
     }
 }

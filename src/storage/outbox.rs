@@ -111,6 +111,26 @@ pub async fn mark_sent(
     Ok(())
 }
 
+/// [`mark_sent`] inside a transaction, so a group of deliveries is recorded in one commit.
+pub async fn mark_sent_in(
+    tx: &mut Tx,
+    id: i64,
+    message_id: Option<i64>,
+    now: i64,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = $2, last_error = NULL
+             WHERE id = $3",
+        )
+        .bind(now)
+        .bind(message_id)
+        .bind(id)
+        .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 /// Puts a row back for another attempt at `at`.
 pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), StorageError> {
     with_db!(db, |c| {
@@ -181,6 +201,20 @@ pub async fn by_key(db: &Db, key: &str) -> Result<Option<Row>, StorageError> {
     })?)
 }
 
+/// A row by idempotency key, read inside a transaction. Code holding a transaction must read
+/// through it: on SQLite a second pooled connection can wait for the writer that is waiting for
+/// it, and everything stalls until the busy timeout.
+pub async fn by_key_in(tx: &mut Tx, key: &str) -> Result<Option<Row>, StorageError> {
+    Ok(with_tx!(tx, |c| {
+        sqlx::query_as::<_, Row>(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(c)
+        .await
+    })?)
+}
+
 /// Drops undelivered rows of a lead (`/forget`), except the confirmation about to be sent.
 pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     with_tx!(tx, |c| {
@@ -195,11 +229,11 @@ pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), Stor
 
 /// The lead a delivered message in a chat belongs to (a card or a relayed message).
 pub async fn lead_of_message(
-    db: &Db,
+    tx: &mut Tx,
     chat_id: i64,
     message_id: i64,
 ) -> Result<Option<i64>, StorageError> {
-    let row: Option<(Option<i64>,)> = with_db!(db, |c| {
+    let row: Option<(Option<i64>,)> = with_tx!(tx, |c| {
         sqlx::query_as(
             "SELECT lead_id FROM outbox WHERE chat_id = $1 AND telegram_message_id = $2 AND lead_id IS NOT NULL
              ORDER BY id DESC LIMIT 1",

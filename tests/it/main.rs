@@ -3,7 +3,9 @@
 
 mod broadcast;
 mod capture;
+mod chaos;
 mod fake_telegram_tests;
+mod faults;
 mod production;
 mod prospect;
 mod reminders;

@@ -216,6 +216,9 @@ both_databases! {
         app.fake.push(user.text("Завтра после обеда"));
         let back = bot_says(&app, STAFF_CHAT, "Завтра после обеда").await;
         assert_eq!(back.reply_to_message_id, Some(card.message_id));
+        // The bot finds the lead of a replied-to message by its recorded id: wait until it is recorded
+        // (Telegram shows the message a moment before the bot has written down its id).
+        app.settle().await;
         // A reply to the relayed message reaches the lead as well; a document too.
         app.fake.push(manager.in_chat(&staff).document("offer.pdf").reply_to(&back));
         app.fake

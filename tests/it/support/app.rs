@@ -154,6 +154,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub test_db: TestDb,
     running: Option<Running>,
+    /// HTTP timeout of the bot's Bot API requests (fault tests shorten it).
+    pub request_timeout: Duration,
 }
 
 impl TestApp {
@@ -187,6 +189,7 @@ impl TestApp {
             settings,
             test_db,
             running: None,
+            request_timeout: Duration::from_secs(5),
         };
         app.start().await;
         app
@@ -196,7 +199,7 @@ impl TestApp {
         RunOptions {
             clock: Arc::new(self.clock.clone()),
             poll_timeout_secs: 1,
-            request_timeout: Duration::from_secs(5),
+            request_timeout: self.request_timeout,
             timer_tick: Duration::from_millis(50),
             ..RunOptions::default()
         }
@@ -246,6 +249,13 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// True while the bot's `run` has not returned (it must never exit on its own).
+    pub fn is_running(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|(_, handle)| !handle.is_finished())
     }
 
     /// Kills the bot without a graceful shutdown (in-flight work is dropped mid-way).

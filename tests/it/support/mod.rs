@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bot_api;
+pub mod crowd;
 pub mod fake_telegram;
 pub mod html;
 pub mod updates;

@@ -1,0 +1,265 @@
+//! Faults: the Bot API fails a fifth of the requests (500, hangs past the client's timeout, closed
+//! connections, 429 bursts) and the database goes away for seconds, while prospects go through the
+//! dialogue. Everyone finishes, every answer is stored once, nothing is lost, the bot never exits.
+
+use std::time::{Duration, Instant};
+
+use crate::both_databases;
+use crate::support::app::{Backend, TestApp};
+use crate::support::crowd::{self, Crowd};
+#[allow(unused_imports)]
+use crate::support::fake_telegram::{Chaos, Fault};
+#[allow(unused_imports)]
+use crowd::settle;
+
+/// Many finished leads write at once: each message is relayed to the staff chat (which reads the
+/// lead's card inside the update's transaction) and acknowledged. On SQLite a read through a
+/// second pooled connection inside the transaction waited for writers that waited for it, and
+/// everything stalled for the 10 s busy timeout.
+async fn relays_from_many_leads_at_once_do_not_stall(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut crowd = Crowd::new(12, 610_000, 1, 0.0);
+    crowd
+        .drive(&app.fake, Duration::from_secs(30), |_, _| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    for p in &crowd.prospects {
+        app.fake.push(p.user.text("Когда перезвоните?"));
+    }
+    for p in &crowd.prospects {
+        app.fake
+            .wait_for_message(p.user.id, Duration::from_secs(8), |m| {
+                m.from_bot
+                    && m.visible_text()
+                        .contains("ваше сообщение получено и передано менеджеру")
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", app.fake.transcript(p.user.id)));
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "12 relays took {took:?}: the database stalled"
+    );
+}
+
+both_databases! {
+    async fn relays_from_many_finished_leads_at_once_do_not_stall_the_database(backend: Backend) {
+        relays_from_many_leads_at_once_do_not_stall(backend).await
+    }
+}
+
+fn say(line: String) {
+    // Past the harness's capture, so the figures show in CI logs.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+}
+
+/// The bot with a short Bot API timeout, so a hung request costs 2 s rather than 5.
+async fn bot_with_short_timeout(backend: Backend) -> TestApp {
+    let mut app = TestApp::spawn(backend).await;
+    app.stop().await;
+    app.request_timeout = Duration::from_secs(2);
+    app.start().await;
+    app
+}
+
+both_databases! {
+    async fn prospects_finish_while_a_fifth_of_bot_api_requests_fail(backend: Backend) {
+        let app = bot_with_short_timeout(backend).await;
+        let seed = crowd::seed();
+        say(format!("faults: seed {seed} (replay with LEADBOT_CHAOS_SEED={seed})"));
+        app.fake.set_chaos(Some(Chaos {
+            rate: 0.2,
+            seed,
+            faults: vec![
+                Fault::ServerError,
+                Fault::Hang,
+                Fault::CloseConnection,
+                Fault::TooManyRequests { retry_after: 1 },
+            ],
+        }));
+        let mut crowd = Crowd::new(12, 620_000, seed, 0.15);
+        let started = Instant::now();
+        let mut bursts = 0;
+        let result = crowd
+            .drive(&app.fake, Duration::from_secs(120), |crowd, fake| {
+                // Now and then a burst: ten 429s in a row, and a few failed polls (dropped
+                // connections: a 5xx costs any teloxide request a fixed 10 s pause before it
+                // reads the answer, which sends below already meet).
+                if crowd.tally.updates >= 30 * (bursts + 1) {
+                    bursts += 1;
+                    fake.fail_next(10, Fault::TooManyRequests { retry_after: 1 });
+                    fake.fail_next_method("getUpdates", 2, Fault::CloseConnection);
+                }
+            })
+            .await;
+        if let Err(e) = result {
+            panic!("{e}\nseed {seed}\n{}", crowd::backlog_report(&app.db).await);
+        }
+        app.fake.set_chaos(None);
+        settle(&app.db, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}; seed {seed}"));
+        let elapsed = started.elapsed();
+        let failed = app.fake.read(|s| s.requests().iter().filter(|r| r.method != "getUpdates" && r.status != Some(200)).count());
+        let total = app.fake.read(|s| s.requests().iter().filter(|r| r.method != "getUpdates").count());
+        assert!(app.is_running(), "the bot stopped");
+        let dups = crowd::check(&crowd, &app.fake, &app.db).await;
+        say(format!(
+            "faults: {} prospects finished in {elapsed:.1?}; {failed} of {total} Bot API calls failed, \
+             {bursts} bursts of 429; duplicates {} (seed {seed})",
+            crowd.finished(),
+            dups.total()
+        ));
+        // A failed request never reached Telegram, so nothing may be doubled.
+        assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
+    }
+}
+
+/// Terminates every connection to `database` but this one, over and over, for `span`: the
+/// database "goes away" for the bot. Returns how many connections were cut.
+async fn cut_connections(admin_url: String, database: String, span: Duration) -> u64 {
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    let until = Instant::now() + span;
+    let mut cut = 0;
+    while Instant::now() < until {
+        let rows: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+        .fetch_all(&admin)
+        .await
+        .unwrap_or_default();
+        cut += rows.iter().filter(|(done,)| *done).count() as u64;
+        // Between rounds the bot reconnects, and is cut again on the next round.
+        tokio::task::yield_now().await;
+    }
+    admin.close().await;
+    cut
+}
+
+/// How long each outage lasts (`LEADBOT_OUTAGE_SECS`, default 5).
+fn outage_span() -> Duration {
+    Duration::from_secs(
+        std::env::var("LEADBOT_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_waits_out_a_postgres_outage_and_loses_no_update() {
+    let Some(backend) = Backend::postgres("faults::the_bot_waits_out_a_postgres_outage") else {
+        return;
+    };
+    let Backend::Postgres(admin_url) = backend.clone() else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let database = app
+        .test_db
+        .url
+        .rsplit_once('/')
+        .map(|(_, name)| name.to_owned())
+        .unwrap_or_default();
+    let seed = crowd::seed();
+    say(format!(
+        "outage: seed {seed} (replay with LEADBOT_CHAOS_SEED={seed})"
+    ));
+    let mut crowd = Crowd::new(20, 630_000, seed, 0.15);
+    let mut outages: Vec<tokio::task::JoinHandle<u64>> = Vec::new();
+    let started = Instant::now();
+    let result = crowd
+        .drive(&app.fake, Duration::from_secs(120), |crowd, _| {
+            // Two outages of 3 s, a third and two thirds of the way through.
+            let due = match crowd.tally.updates {
+                n if n >= 100 => 2,
+                n if n >= 40 => 1,
+                _ => 0,
+            };
+            while outages.len() < due {
+                outages.push(tokio::spawn(cut_connections(
+                    admin_url.clone(),
+                    database.clone(),
+                    outage_span(),
+                )));
+            }
+        })
+        .await;
+    let mut cut = 0;
+    for outage in outages {
+        cut += outage.await.unwrap_or(0);
+    }
+    if let Err(e) = result {
+        panic!("{e}\nseed {seed}\n{}", crowd::backlog_report(&app.db).await);
+    }
+    if let Err(e) = settle(&app.db, Duration::from_secs(60)).await {
+        panic!("{e}; seed {seed}\n{}", crowd::backlog_report(&app.db).await);
+    }
+    assert!(app.is_running(), "the bot stopped during the outage");
+    assert!(
+        cut > 0,
+        "no connection was cut: the test did not test anything"
+    );
+    let dups = crowd::check(&crowd, &app.fake, &app.db).await;
+    say(format!(
+        "outage: {} prospects finished in {:.1?} through two {:?} outages ({cut} connections cut); \
+         duplicates {} (seed {seed})",
+        crowd.finished(),
+        started.elapsed(),
+        outage_span(),
+        dups.total()
+    ));
+    // The bot was never killed, so nothing Telegram accepted may be sent again.
+    assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
+}
+
+/// Highest `attempts` among stored updates.
+async fn max_update_attempts(db: &leadbot::storage::Db) -> i32 {
+    const SQL: &str = "SELECT COALESCE(MAX(attempts), 0) FROM updates";
+    let row: Result<(i32,), _> = match db {
+        leadbot::storage::Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await,
+        leadbot::storage::Db::Postgres(p) => sqlx::query_as(SQL).fetch_one(p).await,
+    };
+    row.map(|(n,)| n).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_failing_for_a_moment_is_retried_with_backoff_not_set_aside() {
+    let Some(backend) = Backend::postgres("faults::an_update_failing_for_a_moment") else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let leadbot::storage::Db::Postgres(pool) = &app.db else {
+        return;
+    };
+    // The lead's history table is away: every update fails (the database answers, so the
+    // failure is counted against the update).
+    sqlx::query("ALTER TABLE messages RENAME TO messages_away")
+        .execute(pool)
+        .await
+        .expect("renaming the history table");
+    let user = crate::support::User::new(640_001).lang("ru");
+    app.fake.push(user.command("start", "outage"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while max_update_attempts(&app.db).await < 2 {
+        assert!(Instant::now() < deadline, "the update was never tried");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The table stays away a little longer (the length of the fault, not a wait for something):
+    // retried in a tight loop, the update used all its attempts within milliseconds.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sqlx::query("ALTER TABLE messages_away RENAME TO messages")
+        .execute(pool)
+        .await
+        .expect("renaming the history table back");
+    app.fake
+        .wait_for_message(user.id, Duration::from_secs(15), |m| {
+            m.from_bot && m.visible_text().contains("согласие")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the update was set aside: {e}"));
+}
