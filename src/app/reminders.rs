@@ -39,7 +39,7 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
             continue;
         }
         let session: Session = serde_json::from_str(&lead.session).unwrap_or_default();
-        let script = match app.scripts.version(&app.db, &version).await {
+        let script = match app.scripts.version(&mut ctx.tx, &version).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(lead_id = id, error = %e, "no script for a reminder");
