@@ -217,7 +217,10 @@ impl Driver {
             },
         };
         if !expected {
-            self.other += 1;
+            // The greeting before the first question is expected noise.
+            if !(self.script == Script::Dialogue && phase == 0) {
+                self.other += 1;
+            }
             return Vec::new();
         }
         // The step is answered.
