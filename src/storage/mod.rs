@@ -13,7 +13,10 @@ pub mod outbox;
 pub mod stats;
 pub mod updates;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -81,6 +84,26 @@ macro_rules! with_tx {
 
 pub(crate) use {with_db, with_tx};
 
+/// SQLite's single writer: per database file, a pool of one connection that every write
+/// transaction goes through. Writers queue in the pool (in order, without sleeping) instead of
+/// meeting SQLite's busy handler, which polls with sleeps of up to 100 ms. Reads and one-statement
+/// writes keep using the main pool; WAL lets readers run beside the writer.
+static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, SqlitePool>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn sqlite_writers() -> std::sync::MutexGuard<'static, HashMap<PathBuf, SqlitePool>> {
+    SQLITE_WRITERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The write pool of a database, unless it was closed.
+fn sqlite_writer(pool: &SqlitePool) -> Option<SqlitePool> {
+    let file = pool.connect_options().get_filename().to_path_buf();
+    sqlite_writers()
+        .get(&file)
+        .filter(|w| !w.is_closed())
+        .cloned()
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -104,8 +127,17 @@ impl Db {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
+            // In-memory databases are private to a connection: they keep a single pool.
+            if !opts.get_filename().as_os_str().is_empty() && !url.contains(":memory:") {
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts.clone())
+                    .await?;
+                sqlite_writers().insert(opts.get_filename().to_path_buf(), writer);
+            }
             Ok(Db::Sqlite(pool))
         }
     }
@@ -122,7 +154,10 @@ impl Db {
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx, StorageError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p) => match sqlite_writer(p) {
+                Some(w) => Tx::Sqlite(w.begin_with("BEGIN IMMEDIATE").await?),
+                None => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            },
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -143,6 +178,13 @@ impl Db {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Db::Sqlite(p) = self {
+            let file = p.connect_options().get_filename().to_path_buf();
+            let writer = sqlite_writers().remove(&file);
+            if let Some(w) = writer {
+                w.close().await;
+            }
+        }
         with_db!(self, |c| c.close().await)
     }
 
