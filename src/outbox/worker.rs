@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{Notify, watch};
 
 use super::action::Action;
 use super::backoff;
 use crate::clock::Clock;
+use crate::storage::outbox::{Delivery, Outcome};
 use crate::storage::{self, Db, StorageError};
 use crate::telegram::send::{self, SendError};
 
@@ -34,7 +37,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// One round: claim due rows (one per chat), send them concurrently, record outcomes.
+    /// One round: claim due rows (one per chat), send them concurrently, record outcomes. Sends
+    /// that finish together are recorded in one transaction (a group commit); none waits for a
+    /// slower one, so the window between Telegram accepting a message and the bot recording it
+    /// stays as short as a single send allows.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, StorageError> {
         let rows = storage::outbox::claim_due(&self.db, self.clock.now_ms(), self.batch).await?;
@@ -42,70 +48,103 @@ impl Worker {
             return Ok(Step::Empty);
         }
         let n = rows.len();
-        let results =
-            futures::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
-        for r in results {
-            r?;
+        let mut sending: FuturesUnordered<_> =
+            rows.into_iter().map(|row| self.deliver(row)).collect();
+        let mut failure = None;
+        while let Some(first) = sending.next().await {
+            let mut done = vec![first];
+            while let Some(Some(d)) = sending.next().now_or_never() {
+                done.push(d);
+            }
+            if let Err(e) = storage::outbox::record_deliveries(&self.db, &done).await {
+                failure.get_or_insert(e);
+            }
         }
-        Ok(Step::Done(n))
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Step::Done(n)),
+        }
     }
 
-    async fn deliver(&self, row: storage::outbox::Row) -> Result<(), StorageError> {
-        let action: Action = match serde_json::from_str(&row.action) {
-            Ok(a) => a,
+    /// Sends one row; the outcome is recorded by the caller.
+    async fn deliver(&self, row: storage::outbox::Row) -> Delivery {
+        let outcome = match serde_json::from_str::<Action>(&row.action) {
+            Ok(action) => {
+                let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
+                self.outcome(&row, &action, outcome)
+            }
             Err(e) => {
                 tracing::error!(outbox_id = row.id, error = %e, "outbox row does not decode; given up");
-                return storage::outbox::mark_failed(
-                    &self.db,
-                    row.id,
-                    &format!("corrupt action: {e}"),
-                )
-                .await;
-            }
-        };
-        let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
-        let now = self.clock.now_ms();
-        match outcome {
-            Ok(message_id) => {
-                let mid = message_id.map(i64::from);
-                storage::outbox::mark_sent(&self.db, row.id, mid, now).await?;
-                if let Some(mid) = mid {
-                    storage::messages::link_delivered(&self.db, row.id, mid).await?;
+                Outcome::Failed {
+                    error: format!("corrupt action: {e}"),
+                    blocked: false,
                 }
             }
+        };
+        Delivery {
+            id: row.id,
+            chat_id: row.chat_id,
+            outcome,
+        }
+    }
+
+    fn outcome(
+        &self,
+        row: &storage::outbox::Row,
+        action: &Action,
+        outcome: Result<Option<i32>, SendError>,
+    ) -> Outcome {
+        let now = self.clock.now_ms();
+        match outcome {
+            Ok(message_id) => Outcome::Sent {
+                message_id: message_id.map(i64::from),
+                at: now,
+            },
             Err(SendError::RetryAfter(d)) => {
                 tracing::warn!(
                     outbox_id = row.id,
                     seconds = d.as_secs(),
                     "rate limited by Telegram"
                 );
-                let at = now + ms(d.max(Duration::from_secs(1)));
-                storage::outbox::retry_at(&self.db, row.id, at, "429 Too Many Requests").await?;
+                Outcome::Retry {
+                    at: now + ms(d.max(Duration::from_secs(1))),
+                    error: "429 Too Many Requests".into(),
+                }
             }
             Err(SendError::Blocked(msg)) => {
                 tracing::info!(
                     outbox_id = row.id,
                     "the user blocked the bot; lead marked blocked"
                 );
-                storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
-                storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
+                Outcome::Failed {
+                    error: msg,
+                    blocked: true,
+                }
             }
             Err(SendError::Permanent(msg)) => {
                 tracing::error!(outbox_id = row.id, error = %msg, "Telegram refused a request; given up");
-                storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                Outcome::Failed {
+                    error: msg,
+                    blocked: false,
+                }
             }
             Err(SendError::Transient(msg)) => {
                 if !action.retryable() || row.attempts >= backoff::MAX_ATTEMPTS {
                     tracing::warn!(outbox_id = row.id, error = %msg, attempts = row.attempts, "send failed; given up");
-                    storage::outbox::mark_failed(&self.db, row.id, &msg).await?;
+                    Outcome::Failed {
+                        error: msg,
+                        blocked: false,
+                    }
                 } else {
                     let delay = backoff::delay(row.attempts);
                     tracing::warn!(outbox_id = row.id, error = %msg, retry_in_ms = ms(delay), "send failed; will retry");
-                    storage::outbox::retry_at(&self.db, row.id, now + ms(delay), &msg).await?;
+                    Outcome::Retry {
+                        at: now + ms(delay),
+                        error: msg,
+                    }
                 }
             }
         }
-        Ok(())
     }
 
     /// Runs until shutdown: rounds while there is work, then waits for a wake-up or the next due row.

@@ -55,15 +55,21 @@ pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Row>, Storag
                                   AND p.status IN ('pending', 'sending'))
                 ORDER BY o.id LIMIT $2";
     Ok(match db {
-        Db::Sqlite(p) => {
-            sqlx::query_as::<_, Row>(&format!(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1
-                 WHERE id IN ({pick}) RETURNING {COLUMNS}"
-            ))
-            .bind(now)
-            .bind(limit)
-            .fetch_all(p)
-            .await?
+        Db::Sqlite(_) => {
+            // Through the single writer, so the claim queues rather than meeting the busy handler.
+            let mut tx = db.begin().await?;
+            let rows = with_tx!(&mut tx, |c| {
+                sqlx::query_as::<_, Row>(&format!(
+                    "UPDATE outbox SET status = 'sending', attempts = attempts + 1
+                     WHERE id IN ({pick}) RETURNING {COLUMNS}"
+                ))
+                .bind(now)
+                .bind(limit)
+                .fetch_all(c)
+                .await
+            })?;
+            tx.commit().await?;
+            rows
         }
         Db::Postgres(p) => {
             sqlx::query_as::<_, Row>(&format!(
@@ -95,6 +101,91 @@ pub async fn mark_sent(
         .bind(id)
         .execute(c).await.map(|r| r.rows_affected())
     })?;
+    Ok(())
+}
+
+/// What became of a claimed row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Telegram accepted it (with the message id, when a message was sent).
+    Sent { message_id: Option<i64>, at: i64 },
+    /// Another attempt at `at`.
+    Retry { at: i64, error: String },
+    /// Given up; `blocked` when the user blocked the bot (the lead is marked so).
+    Failed { error: String, blocked: bool },
+}
+
+/// A claimed row and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub chat_id: i64,
+    pub outcome: Outcome,
+}
+
+/// Records the outcomes of several deliveries in one transaction (one commit for a group of
+/// sends): the row's status, the Telegram message id on the lead's history, a block on the lead.
+pub async fn record_deliveries(db: &Db, done: &[Delivery]) -> Result<(), StorageError> {
+    let mut tx = db.begin().await?;
+    for d in done {
+        match &d.outcome {
+            Outcome::Sent { message_id, at } => {
+                with_tx!(&mut tx, |c| {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = $2, last_error = NULL
+                         WHERE id = $3",
+                    )
+                    .bind(at)
+                    .bind(message_id)
+                    .bind(d.id)
+                    .execute(c).await.map(|r| r.rows_affected())
+                })?;
+                if let Some(mid) = message_id {
+                    with_tx!(&mut tx, |c| {
+                        sqlx::query(
+                            "UPDATE messages SET telegram_message_id = $1 WHERE outbox_id = $2",
+                        )
+                        .bind(mid)
+                        .bind(d.id)
+                        .execute(c)
+                        .await
+                        .map(|r| r.rows_affected())
+                    })?;
+                }
+            }
+            Outcome::Retry { at, error } => {
+                with_tx!(&mut tx, |c| {
+                    sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = $2 WHERE id = $3")
+                        .bind(at)
+                        .bind(error)
+                        .bind(d.id)
+                        .execute(c).await.map(|r| r.rows_affected())
+                })?;
+            }
+            Outcome::Failed { error, blocked } => {
+                with_tx!(&mut tx, |c| {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2",
+                    )
+                    .bind(error)
+                    .bind(d.id)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+                })?;
+                if *blocked {
+                    with_tx!(&mut tx, |c| {
+                        sqlx::query("UPDATE leads SET blocked = TRUE WHERE chat_id = $1")
+                            .bind(d.chat_id)
+                            .execute(c)
+                            .await
+                            .map(|r| r.rows_affected())
+                    })?;
+                }
+            }
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 
