@@ -147,31 +147,81 @@ impl Worker {
         }
     }
 
-    /// Runs until shutdown: rounds while there is work, then waits for a wake-up or the next due row.
+    /// Runs until shutdown. Sends are pipelined: up to `batch` rows are in flight, and as soon
+    /// as some finish their outcomes are recorded and more rows are claimed, so one slow send
+    /// holds up only its own chat. With nothing in flight it waits for a wake-up or the next due row.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = &self;
+        let cap = usize::try_from(self.batch).unwrap_or(64).max(1);
+        let mut sending = FuturesUnordered::new();
+        let mut claim = true;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step().await {
-                Ok(Step::Done(_)) => continue,
-                Ok(Step::Empty) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox round failed; retrying"),
-            }
-            let idle = match storage::outbox::next_due(&self.db).await {
-                Ok(Some(at)) => {
-                    Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
-                        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+            let free = cap.saturating_sub(sending.len());
+            // Claims are worth a query when a fair share of the slots is free.
+            if claim && (sending.is_empty() || free >= (cap / 8).max(1)) {
+                match storage::outbox::claim_due(&this.db, this.clock.now_ms(), free as i64).await {
+                    Ok(rows) => {
+                        // Fewer rows than asked: nothing else is due until something changes.
+                        claim = rows.len() == free;
+                        sending.extend(rows.into_iter().map(|row| this.deliver(row)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim outbox rows; retrying");
+                        claim = false;
+                    }
                 }
-                _ => Duration::from_secs(1),
-            };
+            }
+            if sending.is_empty() {
+                let idle = match storage::outbox::next_due(&this.db).await {
+                    Ok(Some(at)) => {
+                        Duration::from_millis(u64::try_from(at - this.clock.now_ms()).unwrap_or(0))
+                            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                    }
+                    _ => Duration::from_secs(1),
+                };
+                tokio::select! {
+                    _ = this.wake.notified() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+                claim = true;
+                continue;
+            }
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
+                Some(first) = sending.next() => {
+                    let mut done = vec![first];
+                    while let Some(Some(d)) = sending.next().now_or_never() {
+                        done.push(d);
+                    }
+                    this.record(&done).await;
+                    // A chat's next row is claimable once its previous one is recorded.
+                    claim = true;
+                }
+                _ = this.wake.notified() => claim = true,
                 _ = shutdown.changed() => {}
             }
         }
+        // Sends already under way finish and are recorded, so a clean stop leaves nothing in flight.
+        let mut done = Vec::new();
+        while let Some(d) = sending.next().await {
+            done.push(d);
+        }
+        this.record(&done).await;
         tracing::info!("outbox worker stopped");
+    }
+
+    /// Records outcomes; on a storage error the rows stay `sending` and are sent again after a
+    /// restart (the documented duplicate window).
+    async fn record(&self, done: &[Delivery]) {
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = storage::outbox::record_deliveries(&self.db, done).await {
+            tracing::warn!(error = %e, rows = done.len(), "cannot record sent outbox rows");
+        }
     }
 }
 
