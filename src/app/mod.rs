@@ -146,7 +146,7 @@ pub async fn run(
         clock: clock.clone(),
         token: token.expose().to_owned(),
         wake: outbox_wake.clone(),
-        batch: 256,
+        batch: 128,
     };
     let processor = process::Processor {
         app: app.clone(),

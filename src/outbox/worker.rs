@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use super::action::Action;
 use super::backoff;
@@ -147,13 +148,14 @@ impl Worker {
         }
     }
 
-    /// Runs until shutdown. Sends are pipelined: up to `batch` rows are in flight, and as soon
-    /// as some finish their outcomes are recorded and more rows are claimed, so one slow send
-    /// holds up only its own chat. With nothing in flight it waits for a wake-up or the next due row.
+    /// Runs until shutdown. Sends are pipelined: up to `batch` rows are in flight, each in its own
+    /// task, and as soon as some finish their outcomes are recorded together and more rows are
+    /// claimed, so one slow send holds up only its own chat. With nothing in flight it waits for
+    /// a wake-up or the next due row. Dropping the future (a crash in tests) aborts the sends.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let this = &self;
-        let cap = usize::try_from(self.batch).unwrap_or(64).max(1);
-        let mut sending = FuturesUnordered::new();
+        let this = Arc::new(self);
+        let cap = usize::try_from(this.batch).unwrap_or(64).max(1);
+        let mut sending: JoinSet<Delivery> = JoinSet::new();
         let mut claim = true;
         loop {
             if *shutdown.borrow() {
@@ -166,7 +168,10 @@ impl Worker {
                     Ok(rows) => {
                         // Fewer rows than asked: nothing else is due until something changes.
                         claim = rows.len() == free;
-                        sending.extend(rows.into_iter().map(|row| this.deliver(row)));
+                        for row in rows {
+                            let w = this.clone();
+                            sending.spawn(async move { w.deliver(row).await });
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim outbox rows; retrying");
@@ -191,10 +196,11 @@ impl Worker {
                 continue;
             }
             tokio::select! {
-                Some(first) = sending.next() => {
-                    let mut done = vec![first];
-                    while let Some(Some(d)) = sending.next().now_or_never() {
-                        done.push(d);
+                Some(first) = sending.join_next() => {
+                    let mut done = Vec::new();
+                    collect(&mut done, first);
+                    while let Some(more) = sending.try_join_next() {
+                        collect(&mut done, more);
                     }
                     this.record(&done).await;
                     // A chat's next row is claimable once its previous one is recorded.
@@ -206,8 +212,8 @@ impl Worker {
         }
         // Sends already under way finish and are recorded, so a clean stop leaves nothing in flight.
         let mut done = Vec::new();
-        while let Some(d) = sending.next().await {
-            done.push(d);
+        while let Some(d) = sending.join_next().await {
+            collect(&mut done, d);
         }
         this.record(&done).await;
         tracing::info!("outbox worker stopped");
@@ -222,6 +228,14 @@ impl Worker {
         if let Err(e) = storage::outbox::record_deliveries(&self.db, done).await {
             tracing::warn!(error = %e, rows = done.len(), "cannot record sent outbox rows");
         }
+    }
+}
+
+/// A finished send; a panicked one leaves its row `sending` (sent again after a restart).
+fn collect(done: &mut Vec<Delivery>, joined: Result<Delivery, tokio::task::JoinError>) {
+    match joined {
+        Ok(d) => done.push(d),
+        Err(e) => tracing::error!(error = %e, "an outbox send panicked"),
     }
 }
 
