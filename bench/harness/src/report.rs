@@ -209,7 +209,7 @@ pub fn write(
                     row_name(o),
                     c.rate(),
                     ratio(c.rate()),
-                    c.finished,
+                    if o.kind == Kind::Echo { "—".to_owned() } else { c.finished.to_string() },
                     ms(c.p50_us),
                     ms(c.p99_us),
                     ms(c.max_us)
