@@ -230,7 +230,9 @@ impl Driver {
         self.steps_total += 1;
         if self.recording {
             self.steps += 1;
-            let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+            let us = u64::try_from(latency.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
             let _ = self.hist.record(us.min(self.hist.high()));
         }
         let next_phase = phase + 1;
@@ -239,7 +241,9 @@ impl Driver {
             Script::Dialogue => {
                 let msg_id = message.get("message_id").cloned().unwrap_or(json!(1));
                 match phase {
-                    0 => buttons.first().map(|d| self.callback(chat_id, message, d, &msg_id)),
+                    0 => buttons
+                        .first()
+                        .map(|d| self.callback(chat_id, message, d, &msg_id)),
                     1 => Some(self.text(chat_id, "Anna")),
                     2 => Some(self.contact(chat_id)),
                     3..=5 => {
@@ -305,7 +309,11 @@ impl Driver {
 
     fn command(&mut self, id: i64, text: &str) -> Value {
         let mut m = self.message(id);
-        let len = text.split(' ').next().map(|c| c.encode_utf16().count()).unwrap_or(0);
+        let len = text
+            .split(' ')
+            .next()
+            .map(|c| c.encode_utf16().count())
+            .unwrap_or(0);
         m["text"] = json!(text);
         m["entities"] = json!([{"type": "bot_command", "offset": 0, "length": len}]);
         json!({"message": m})
@@ -320,7 +328,8 @@ impl Driver {
     fn contact(&mut self, id: i64) -> Value {
         let mut m = self.message(id);
         let digits = 1_000_000 + id.rem_euclid(9_000_000);
-        m["contact"] = json!({"phone_number": format!("+7912{digits}"), "first_name": "Anna", "user_id": id});
+        m["contact"] =
+            json!({"phone_number": format!("+7912{digits}"), "first_name": "Anna", "user_id": id});
         json!({"message": m})
     }
 

@@ -176,8 +176,8 @@ impl Fake {
         }
     }
 
-    fn send_message(&self, params: &Map<String, Value>) -> Result<Value, Response> {
-        let chat_id = int(params, "chat_id").ok_or_else(|| bad("chat_id is required"))?;
+    fn send_message(&self, params: &Map<String, Value>) -> Result<Value, Box<Response>> {
+        let chat_id = int(params, "chat_id").ok_or_else(|| Box::new(bad("chat_id is required")))?;
         let text = params
             .get("text")
             .and_then(Value::as_str)
@@ -192,7 +192,7 @@ impl Fake {
             }
             if s.window.1 >= limit.per_second {
                 s.counters.too_many += 1;
-                return Err(too_many());
+                return Err(Box::new(too_many()));
             }
             s.window.1 += 1;
         }
@@ -205,7 +205,11 @@ impl Fake {
             c.broadcast_sent += 1;
             c.broadcast_first.get_or_insert(now);
             c.broadcast_last = Some(now);
-            if !c.broadcast_chats.get_or_insert_with(Default::default).insert(chat_id) {
+            if !c
+                .broadcast_chats
+                .get_or_insert_with(Default::default)
+                .insert(chat_id)
+            {
                 c.broadcast_duplicates += 1;
             }
         }
@@ -352,7 +356,7 @@ async fn handle(
         "getupdates" => ok(fake.get_updates(&params).await),
         "sendmessage" => match fake.send_message(&params) {
             Ok(m) => ok(m),
-            Err(r) => r,
+            Err(r) => *r,
         },
         "getme" => ok(json!({
             "id": BOT_ID, "is_bot": true, "first_name": "Bench", "username": "bench_bot",
@@ -372,7 +376,9 @@ async fn handle(
             s.next_message_id += 1;
             ok(json!({"message_id": id}))
         }
-        "getwebhookinfo" => ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0})),
+        "getwebhookinfo" => {
+            ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
+        }
         "getmycommands" => ok(json!([])),
         _ => ok(Value::Bool(true)),
     }

@@ -175,7 +175,10 @@ fn parse_args() -> anyhow::Result<Options> {
     };
     let mut duration_set = false;
     while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value\n{}", usage()));
+        let mut val = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value\n{}", usage()))
+        };
         match a.as_str() {
             "--quick" => o.quick = true,
             "--soak" => o.soak = true,
@@ -302,7 +305,10 @@ fn leadbot_env(opts: &Options, fake: &Fake, db_url: &str) -> Vec<(String, String
             opts.repo.join("dialogues").display().to_string(),
         ),
         ("LEADBOT_QUIET_HOURS".into(), "off".into()),
-        ("LEADBOT_BROADCAST_RATE".into(), opts.broadcast_rate.to_string()),
+        (
+            "LEADBOT_BROADCAST_RATE".into(),
+            opts.broadcast_rate.to_string(),
+        ),
         ("RUST_LOG".into(), "warn".into()),
     ]
 }
@@ -313,12 +319,22 @@ fn create_database(opts: &Options, kind: Kind, tag: &str) -> anyhow::Result<Data
             let name = format!("leadbot_bench_{}_{tag}", std::process::id());
             proc::run(
                 "psql",
-                &[&opts.pg_admin, "-q", "-c", &format!("DROP DATABASE IF EXISTS {name}")],
+                &[
+                    &opts.pg_admin,
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name}"),
+                ],
                 &[],
             )?;
             proc::run(
                 "psql",
-                &[&opts.pg_admin, "-q", "-c", &format!("CREATE DATABASE {name}")],
+                &[
+                    &opts.pg_admin,
+                    "-q",
+                    "-c",
+                    &format!("CREATE DATABASE {name}"),
+                ],
                 &[],
             )
             .context("PostgreSQL is not reachable")?;
@@ -349,7 +365,12 @@ fn drop_database(opts: &Options, db: &Database) {
     if let Some(name) = &db.pg_name {
         let _ = proc::run(
             "psql",
-            &[&opts.pg_admin, "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")],
+            &[
+                &opts.pg_admin,
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ],
             &[],
         );
     }
@@ -358,7 +379,11 @@ fn drop_database(opts: &Options, db: &Database) {
 /// Runs SQL against the database: sqlite3 or psql.
 fn exec_sql(db: &Database, sql: &str) -> anyhow::Result<()> {
     if db.pg_name.is_some() {
-        proc::run("psql", &[&db.url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], &[])?;
+        proc::run(
+            "psql",
+            &[&db.url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            &[],
+        )?;
     } else {
         let path = db.url.trim_start_matches("sqlite://");
         proc::run("sqlite3", &[path, sql], &[])?;
@@ -400,7 +425,8 @@ fn prepare_leadbot_db(
 ) -> anyhow::Result<Database> {
     let db = create_database(opts, kind, tag)?;
     let env = leadbot_env(opts, fake, &db.url);
-    proc::run(&opts.leadbot.display().to_string(), &["migrate"], &env).context("leadbot migrate")?;
+    proc::run(&opts.leadbot.display().to_string(), &["migrate"], &env)
+        .context("leadbot migrate")?;
     if n > 0 {
         exec_sql(&db, &seed_sql(db.pg_name.is_some(), base, n)).context("seeding leads")?;
     }
@@ -424,10 +450,18 @@ fn launch(
         Kind::LeadbotSqlite | Kind::LeadbotPostgres => {
             let db = db.ok_or_else(|| anyhow::anyhow!("leadbot needs a database"))?;
             let env = leadbot_env(opts, fake, &db.url);
-            proc::spawn(&opts.leadbot.display().to_string(), &["run".into()], &env, &log)
+            proc::spawn(
+                &opts.leadbot.display().to_string(),
+                &["run".into()],
+                &env,
+                &log,
+            )
         }
         Kind::Echo => {
-            let bin = opts.echo.as_ref().ok_or_else(|| anyhow::anyhow!("no --echo binary given"))?;
+            let bin = opts
+                .echo
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("no --echo binary given"))?;
             proc::spawn(&bin.display().to_string(), &[], &base_env, &log)
         }
         Kind::TeloxideDialogue => {
@@ -475,7 +509,12 @@ async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool 
     cond()
 }
 
-async fn measure(opts: &Options, fake: &Arc<Fake>, kind: Kind, first_user: i64) -> anyhow::Result<Outcome> {
+async fn measure(
+    opts: &Options,
+    fake: &Arc<Fake>,
+    kind: Kind,
+    first_user: i64,
+) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome {
         kind,
         error: None,
@@ -494,7 +533,14 @@ async fn measure(opts: &Options, fake: &Arc<Fake>, kind: Kind, first_user: i64) 
     };
     let db = if kind.is_leadbot() {
         outcome.seeded = opts.seed_leads;
-        Some(prepare_leadbot_db(opts, fake, kind, "main", SEED_BASE, opts.seed_leads)?)
+        Some(prepare_leadbot_db(
+            opts,
+            fake,
+            kind,
+            "main",
+            SEED_BASE,
+            opts.seed_leads,
+        )?)
     } else {
         None
     };
@@ -586,7 +632,10 @@ async fn finish_phase(
     };
     load.cpu_s = proc::cpu_seconds(bot.pid, ticks).unwrap_or(cpu0) - cpu0;
     // Replies still owed are awaited so the next phase starts clean.
-    load.drained = wait_until(Duration::from_secs(60), || fake.lock().driver.outstanding == 0).await;
+    load.drained = wait_until(Duration::from_secs(60), || {
+        fake.lock().driver.outstanding == 0
+    })
+    .await;
     load
 }
 
@@ -675,10 +724,16 @@ async fn broadcast(opts: &Options, fake: &Arc<Fake>, kind: Kind) -> Result<Broad
         }
         let mut bot = launch(opts, fake, kind, Some(&db)).map_err(|e| format!("{e:#}"))?;
         let mut last = (0u64, Instant::now());
-        let deadline = Instant::now() + Duration::from_secs(n / opts.broadcast_rate.max(1) * 4 + 60);
+        let deadline =
+            Instant::now() + Duration::from_secs(n / opts.broadcast_rate.max(1) * 4 + 60);
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let sent = fake.lock().counters.broadcast_chats.as_ref().map_or(0, |c| c.len() as u64);
+            let sent = fake
+                .lock()
+                .counters
+                .broadcast_chats
+                .as_ref()
+                .map_or(0, |c| c.len() as u64);
             if sent >= n || Instant::now() > deadline || bot.exited() {
                 break;
             }

@@ -73,7 +73,10 @@ impl Bot {
             .arg("-TERM")
             .arg(self.pid.to_string())
             .status();
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }

@@ -23,14 +23,23 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
             .unwrap_or_else(|| "unknown".into());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let mem_mb = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|m| {
                 m.lines().find_map(|l| {
-                    l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<u64>().ok()
+                    l.strip_prefix("MemTotal:")?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
                 })
             })
             .map(|kb| kb / 1024)
@@ -95,7 +104,12 @@ pub fn summary(o: &Outcome) -> String {
             ms(c.max_us)
         );
     }
-    let _ = write!(s, "rss start {} peak {}", mb(o.rss_start_kb), mb(o.rss_peak_kb));
+    let _ = write!(
+        s,
+        "rss start {} peak {}",
+        mb(o.rss_start_kb),
+        mb(o.rss_peak_kb)
+    );
     match &o.broadcast {
         Some(Ok(b)) => {
             let _ = write!(
@@ -165,7 +179,15 @@ pub fn write(
          by the command below; the optimisation log at the end is kept from `bench/optimisations.md`.\n"
     );
     let _ = writeln!(s, "- command: `{}`", opts.command);
-    let _ = writeln!(s, "- run: {started}{}", if opts.quick { " (--quick: short runs, smoke test only)" } else { "" });
+    let _ = writeln!(
+        s,
+        "- run: {started}{}",
+        if opts.quick {
+            " (--quick: short runs, smoke test only)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(
         s,
         "- machine: {} cores ({}), {} MB memory, Linux {}; load average {} at the start, {} at the end \
@@ -197,8 +219,15 @@ pub fn write(
     );
 
     // Throughput.
-    let _ = writeln!(s, "## Dialogue steps per second, {} concurrent prospects (closed loop)\n", opts.prospects);
-    let _ = writeln!(s, "| bot | steps/s | ratio to echo ceiling | dialogues finished | p50 | p99 | max |");
+    let _ = writeln!(
+        s,
+        "## Dialogue steps per second, {} concurrent prospects (closed loop)\n",
+        opts.prospects
+    );
+    let _ = writeln!(
+        s,
+        "| bot | steps/s | ratio to echo ceiling | dialogues finished | p50 | p99 | max |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
         match &o.closed {
@@ -209,7 +238,11 @@ pub fn write(
                     row_name(o),
                     c.rate(),
                     ratio(c.rate()),
-                    if o.kind == Kind::Echo { "—".to_owned() } else { c.finished.to_string() },
+                    if o.kind == Kind::Echo {
+                        "—".to_owned()
+                    } else {
+                        c.finished.to_string()
+                    },
                     ms(c.p50_us),
                     ms(c.p99_us),
                     ms(c.max_us)
@@ -220,11 +253,21 @@ pub fn write(
             }
         }
     }
-    let _ = writeln!(s, "\nTarget: ≥ 10,000 steps/s on SQLite, ≥ 5,000 on PostgreSQL, ≥ 2/3 of the echo ceiling.\n");
+    let _ = writeln!(
+        s,
+        "\nTarget: ≥ 10,000 steps/s on SQLite, ≥ 5,000 on PostgreSQL, ≥ 2/3 of the echo ceiling.\n"
+    );
 
     // Latency.
-    let _ = writeln!(s, "## Reply latency at {} steps/s offered (open loop)\n", opts.offered);
-    let _ = writeln!(s, "| bot | achieved steps/s | p50 | p99 | max | all replies arrived |");
+    let _ = writeln!(
+        s,
+        "## Reply latency at {} steps/s offered (open loop)\n",
+        opts.offered
+    );
+    let _ = writeln!(
+        s,
+        "| bot | achieved steps/s | p50 | p99 | max | all replies arrived |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---|");
     for o in outcomes {
         match &o.open {
@@ -248,8 +291,14 @@ pub fn write(
     let _ = writeln!(s, "\nTarget: p99 < 5 ms.\n");
 
     // CPU.
-    let _ = writeln!(s, "## CPU seconds per 1,000 steps (closed loop, user + system of the bot's process)\n");
-    let _ = writeln!(s, "| bot | CPU s / 1,000 steps | ratio to echo | CPU s in the window |");
+    let _ = writeln!(
+        s,
+        "## CPU seconds per 1,000 steps (closed loop, user + system of the bot's process)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| bot | CPU s / 1,000 steps | ratio to echo | CPU s in the window |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|");
     let echo_cpu = outcomes
         .iter()
@@ -263,22 +312,45 @@ pub fn write(
                     .filter(|e| e.is_finite() && *e > 0.0)
                     .map(|e| format!("{:.1}×", c.cpu_per_1000() / e))
                     .unwrap_or_else(|| "—".into());
-                let _ = writeln!(s, "| {} | {:.3} | {} | {:.1} |", row_name(o), c.cpu_per_1000(), r, c.cpu_s);
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.3} | {} | {:.1} |",
+                    row_name(o),
+                    c.cpu_per_1000(),
+                    r,
+                    c.cpu_s
+                );
             }
             None => {
                 let _ = writeln!(s, "| {} | — | — | — |", row_name(o));
             }
         }
     }
-    let _ = writeln!(s, "\nPostgreSQL's own CPU is not included (it is a separate server process).\n");
+    let _ = writeln!(
+        s,
+        "\nPostgreSQL's own CPU is not included (it is a separate server process).\n"
+    );
 
     // Memory.
-    let _ = writeln!(s, "## Peak RSS with {} prospects active (leadbot: {} leads stored)\n", opts.prospects,
-        outcomes.iter().map(|o| o.seeded).max().unwrap_or(0));
-    let _ = writeln!(s, "| bot | RSS after start-up | peak RSS (VmHWM) after the closed loop |");
+    let _ = writeln!(
+        s,
+        "## Peak RSS with {} prospects active (leadbot: {} leads stored)\n",
+        opts.prospects,
+        outcomes.iter().map(|o| o.seeded).max().unwrap_or(0)
+    );
+    let _ = writeln!(
+        s,
+        "| bot | RSS after start-up | peak RSS (VmHWM) after the closed loop |"
+    );
     let _ = writeln!(s, "|---|---:|---:|");
     for o in outcomes {
-        let _ = writeln!(s, "| {} | {} | {} |", row_name(o), mb(o.rss_start_kb), mb(o.rss_peak_kb));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            row_name(o),
+            mb(o.rss_start_kb),
+            mb(o.rss_peak_kb)
+        );
     }
     let _ = writeln!(s, "\nTarget: < 40 MB.\n");
 
@@ -292,11 +364,16 @@ pub fn write(
             "| {} | {} | {} |",
             row_name(o),
             o.seeded,
-            o.startup_ms.map(|v| format!("{v:.0} ms")).unwrap_or_else(|| "—".into())
+            o.startup_ms
+                .map(|v| format!("{v:.0} ms"))
+                .unwrap_or_else(|| "—".into())
         );
     }
-    let _ = writeln!(s, "\nFrom spawning the process to the fake receiving its first `getUpdates` (leadbot: \
-        migrations already applied, so this is a restart). Target: < 200 ms.\n");
+    let _ = writeln!(
+        s,
+        "\nFrom spawning the process to the fake receiving its first `getUpdates` (leadbot: \
+        migrations already applied, so this is a restart). Target: < 200 ms.\n"
+    );
 
     // Broadcast.
     let _ = writeln!(
@@ -304,7 +381,10 @@ pub fn write(
         "## Broadcast: {} recipients at a configured {} messages/s, fake answering 429 above {}/s\n",
         opts.broadcast_recipients, opts.broadcast_rate, opts.broadcast_rate
     );
-    let _ = writeln!(s, "| bot | delivered | duration | achieved rate | 429 answers | duplicates |");
+    let _ = writeln!(
+        s,
+        "| bot | delivered | duration | achieved rate | 429 answers | duplicates |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
     for o in outcomes.iter().filter(|o| o.kind.is_leadbot_kind()) {
         match &o.broadcast {
@@ -316,7 +396,11 @@ pub fn write(
                     b.sent,
                     b.recipients,
                     b.secs,
-                    if b.secs > 0.0 { b.sent.saturating_sub(1) as f64 / b.secs } else { 0.0 },
+                    if b.secs > 0.0 {
+                        b.sent.saturating_sub(1) as f64 / b.secs
+                    } else {
+                        0.0
+                    },
                     b.too_many,
                     b.duplicates
                 );
@@ -329,7 +413,10 @@ pub fn write(
             }
         }
     }
-    let _ = writeln!(s, "\nThe peers have no broadcasts. Target: within 3% of the configured rate, zero 429s.\n");
+    let _ = writeln!(
+        s,
+        "\nThe peers have no broadcasts. Target: within 3% of the configured rate, zero 429s.\n"
+    );
 
     // Targets.
     let _ = writeln!(s, "## Targets\n");
@@ -342,12 +429,16 @@ pub fn write(
             .map(|(v, ok)| format!("{v} {}", if ok { "met" } else { "**missed**" }))
             .unwrap_or_else(|| "not measured".into())
     };
-    let rows: Vec<(&str, Box<dyn Fn(&Outcome) -> Option<(String, bool)>>)> = vec![
+    let rows: Vec<(&str, Check)> = vec![
         (
             "steps/s, 1,000 prospects (≥ 10,000 SQLite / ≥ 5,000 PostgreSQL)",
             Box::new(|o: &Outcome| {
                 let r = o.closed.as_ref()?.rate();
-                let need = if o.kind == Kind::LeadbotSqlite { 10_000.0 } else { 5_000.0 };
+                let need = if o.kind == Kind::LeadbotSqlite {
+                    10_000.0
+                } else {
+                    5_000.0
+                };
                 Some((format!("{r:.0}"), r >= need))
             }),
         ),
@@ -385,7 +476,8 @@ pub fn write(
             Box::new(|o: &Outcome| match o.broadcast.as_ref()? {
                 Ok(b) if b.secs > 0.0 => {
                     let rate = b.sent.saturating_sub(1) as f64 / b.secs;
-                    let ok = (rate - 1000.0).abs() <= 30.0 && b.too_many == 0 && b.sent == b.recipients;
+                    let ok =
+                        (rate - 1000.0).abs() <= 30.0 && b.too_many == 0 && b.sent == b.recipients;
                     Some((format!("{rate:.0}/s, {} 429s", b.too_many), ok))
                 }
                 Ok(_) => Some(("nothing delivered".into(), false)),
@@ -411,7 +503,10 @@ pub fn write(
             let _ = writeln!(s, "{soak}\n");
         }
         None => {
-            let _ = writeln!(s, "<!-- soak:start -->\n## Soak\n\nNot run yet: `bench/run.sh --soak`.\n<!-- soak:end -->\n");
+            let _ = writeln!(
+                s,
+                "<!-- soak:start -->\n## Soak\n\nNot run yet: `bench/run.sh --soak`.\n<!-- soak:end -->\n"
+            );
         }
     }
     let log_path = opts.repo.join("bench/optimisations.md");
@@ -421,6 +516,9 @@ pub fn write(
     std::fs::write(&opts.out, s)?;
     Ok(())
 }
+
+/// A target check: the figure as text and whether it meets the target.
+type Check = Box<dyn Fn(&Outcome) -> Option<(String, bool)>>;
 
 const LIMITS: &str = "\
 - **Cores.** Everything runs on the same machine: the bot under test, the fake Bot API and the load \
@@ -455,11 +553,20 @@ impl LeadbotKind for Kind {
 pub fn write_soak(opts: &Options, m: &Machine, started: &str, soak: &Soak) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(&opts.out).unwrap_or_default();
     let mut s = String::new();
-    let _ = writeln!(s, "<!-- soak:start -->\n## Soak: {} steps through one leadbot process (SQLite)\n", soak.steps);
+    let _ = writeln!(
+        s,
+        "<!-- soak:start -->\n## Soak: {} steps through one leadbot process (SQLite)\n",
+        soak.steps
+    );
     let _ = writeln!(
         s,
         "- command: `{}`; run {started}; {} cores, {} MB; {} prospects in a closed loop; {:.0} s, {:.0} steps/s on average",
-        opts.command, m.cores, m.mem_mb, opts.prospects, soak.secs, soak.steps as f64 / soak.secs.max(1e-9)
+        opts.command,
+        m.cores,
+        m.mem_mb,
+        opts.prospects,
+        soak.secs,
+        soak.steps as f64 / soak.secs.max(1e-9)
     );
     if let (Some(first), Some(last)) = (soak.samples.first(), soak.samples.last()) {
         let _ = writeln!(

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 use teloxide::dispatching::dialogue::{SqliteStorage, serializer::Json};
 use teloxide::prelude::*;
-use teloxide::types::{ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup};
+use teloxide::types::{
+    ButtonRequest, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup,
+};
 
 #[derive(Clone, Default, Debug, Serialize, Deserialize)]
 struct Answers {
@@ -43,9 +45,12 @@ fn keyboard(prefix: &str, labels: &[&str]) -> InlineKeyboardMarkup {
 async fn start(bot: Bot, dialogue: Dlg, msg: Message) -> HandlerResult {
     dialogue.update(State::Consent).await?;
     bot.send_message(msg.chat.id, "Hello! I'll help you find the right option and pass your request to a manager. It takes a minute.").await?;
-    bot.send_message(msg.chat.id, "To contact you we need your consent to process your personal data.")
-        .reply_markup(keyboard("consent", &["I agree", "I don't agree"]))
-        .await?;
+    bot.send_message(
+        msg.chat.id,
+        "To contact you we need your consent to process your personal data.",
+    )
+    .reply_markup(keyboard("consent", &["I agree", "I don't agree"]))
+    .await?;
     Ok(())
 }
 
@@ -57,17 +62,24 @@ async fn consent(bot: Bot, dialogue: Dlg, q: CallbackQuery) -> HandlerResult {
         bot.send_message(chat, "What should we call you?").await?;
     } else {
         dialogue.exit().await?;
-        bot.send_message(chat, "Understood. If you change your mind, press /start.").await?;
+        bot.send_message(chat, "Understood. If you change your mind, press /start.")
+            .await?;
     }
     Ok(())
 }
 
 async fn name(bot: Bot, dialogue: Dlg, msg: Message) -> HandlerResult {
     let Some(text) = msg.text() else {
-        bot.send_message(msg.chat.id, "Please type your name.").await?;
+        bot.send_message(msg.chat.id, "Please type your name.")
+            .await?;
         return Ok(());
     };
-    dialogue.update(State::Phone(Answers { name: text.to_owned(), ..Answers::default() })).await?;
+    dialogue
+        .update(State::Phone(Answers {
+            name: text.to_owned(),
+            ..Answers::default()
+        }))
+        .await?;
     bot.send_message(msg.chat.id, "Leave your phone number and a manager will call you back. Press the button below or type the number.")
         .reply_markup(
             KeyboardMarkup::new(vec![vec![KeyboardButton::new("Share my number").request(ButtonRequest::Contact)]])
@@ -83,14 +95,22 @@ async fn phone(bot: Bot, dialogue: Dlg, mut a: Answers, msg: Message) -> Handler
         (Some(c), _) => c.phone_number.clone(),
         (None, Some(t)) => t.to_owned(),
         _ => {
-            bot.send_message(msg.chat.id, "Please share or type your phone number.").await?;
+            bot.send_message(msg.chat.id, "Please share or type your phone number.")
+                .await?;
             return Ok(());
         }
     };
     a.phone = phone;
     dialogue.update(State::Need(a)).await?;
     bot.send_message(msg.chat.id, "Which is closer to you right now?")
-        .reply_markup(keyboard("need", &["Just looking", "Comparing options", "Ready to buy, need an invoice"]))
+        .reply_markup(keyboard(
+            "need",
+            &[
+                "Just looking",
+                "Comparing options",
+                "Ready to buy, need an invoice",
+            ],
+        ))
         .await?;
     Ok(())
 }
@@ -100,7 +120,10 @@ async fn need(bot: Bot, dialogue: Dlg, mut a: Answers, q: CallbackQuery) -> Hand
     a.need = q.data.unwrap_or_default();
     dialogue.update(State::Timing(a)).await?;
     bot.send_message(dialogue.chat_id(), "When are you planning to buy?")
-        .reply_markup(keyboard("timing", &["This month", "Within 3 months", "Not sure yet"]))
+        .reply_markup(keyboard(
+            "timing",
+            &["This month", "Within 3 months", "Not sure yet"],
+        ))
         .await?;
     Ok(())
 }
@@ -109,21 +132,29 @@ async fn timing(bot: Bot, dialogue: Dlg, mut a: Answers, q: CallbackQuery) -> Ha
     bot.answer_callback_query(q.id.clone()).await?;
     a.timing = q.data.unwrap_or_default();
     dialogue.update(State::Offers(a)).await?;
-    bot.send_message(dialogue.chat_id(), "May we send you special offers? No more than twice a week.")
-        .reply_markup(keyboard("offers", &["Yes, please", "No, thanks"]))
-        .await?;
+    bot.send_message(
+        dialogue.chat_id(),
+        "May we send you special offers? No more than twice a week.",
+    )
+    .reply_markup(keyboard("offers", &["Yes, please", "No, thanks"]))
+    .await?;
     Ok(())
 }
 
 async fn offers(bot: Bot, dialogue: Dlg, q: CallbackQuery) -> HandlerResult {
     bot.answer_callback_query(q.id.clone()).await?;
     dialogue.exit().await?;
-    bot.send_message(dialogue.chat_id(), "Thank you! We'll send you a selection and our best terms.").await?;
+    bot.send_message(
+        dialogue.chat_id(),
+        "Thank you! We'll send you a selection and our best terms.",
+    )
+    .await?;
     Ok(())
 }
 
 async fn other(bot: Bot, msg: Message) -> HandlerResult {
-    bot.send_message(msg.chat.id, "Please use the buttons above.").await?;
+    bot.send_message(msg.chat.id, "Please use the buttons above.")
+        .await?;
     Ok(())
 }
 
