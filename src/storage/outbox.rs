@@ -127,7 +127,20 @@ pub struct Delivery {
 /// sends): the row's status, the Telegram message id on the lead's history, a block on the lead.
 pub async fn record_deliveries(db: &Db, done: &[Delivery]) -> Result<(), StorageError> {
     let mut tx = db.begin().await?;
-    for d in done {
+    // PostgreSQL: the sent rows (nearly all) in two set-based statements rather than two round
+    // trips per row; SQLite's statements cost no round trip.
+    let set_based = matches!(tx, Tx::Postgres(_));
+    if set_based {
+        let sent: Vec<&Delivery> = done
+            .iter()
+            .filter(|d| matches!(d.outcome, Outcome::Sent { .. }))
+            .collect();
+        record_sent_set(&mut tx, &sent).await?;
+    }
+    let others = done
+        .iter()
+        .filter(|d| !(set_based && matches!(d.outcome, Outcome::Sent { .. })));
+    for d in others {
         match &d.outcome {
             Outcome::Sent { message_id, at } => {
                 with_tx!(&mut tx, |c| {
@@ -186,6 +199,48 @@ pub async fn record_deliveries(db: &Db, done: &[Delivery]) -> Result<(), Storage
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Marks sent rows and links their messages with one statement each (PostgreSQL arrays).
+async fn record_sent_set(tx: &mut Tx, sent: &[&Delivery]) -> Result<(), StorageError> {
+    let Tx::Postgres(t) = tx else {
+        return Ok(());
+    };
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(sent.len());
+    let mut mids = Vec::with_capacity(sent.len());
+    let mut ats = Vec::with_capacity(sent.len());
+    for d in sent {
+        if let Outcome::Sent { message_id, at } = &d.outcome {
+            ids.push(d.id);
+            // Telegram's message ids are positive; 0 stands for "no message".
+            mids.push(message_id.unwrap_or(0));
+            ats.push(*at);
+        }
+    }
+    sqlx::query(
+        "UPDATE outbox o SET status = 'sent', sent_at = v.at, telegram_message_id = NULLIF(v.mid, 0),
+                last_error = NULL
+         FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS v(id, mid, at)
+         WHERE o.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&mids)
+    .bind(&ats)
+    .execute(&mut **t)
+    .await?;
+    sqlx::query(
+        "UPDATE messages m SET telegram_message_id = v.mid
+         FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS v(oid, mid)
+         WHERE m.outbox_id = v.oid AND v.mid <> 0",
+    )
+    .bind(&ids)
+    .bind(&mids)
+    .execute(&mut **t)
+    .await?;
     Ok(())
 }
 
