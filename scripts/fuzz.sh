@@ -18,9 +18,15 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 targets=$(cd fuzz && cargo fuzz list)
-# Seed corpora from the project itself: the shipped dialogues and the check fixtures.
+# Seed corpora: the shipped dialogues and the check fixtures, and fuzz/seeds/<target>/ (updates as
+# Telegram sends them, button data, conditions).
 mkdir -p fuzz/corpus/dialogue_compile
 cp dialogues/*.yaml tests/fixtures/check/*.yaml fuzz/corpus/dialogue_compile/ 2>/dev/null || true
+for seeds in fuzz/seeds/*/; do
+    target=$(basename "$seeds")
+    mkdir -p "fuzz/corpus/$target"
+    cp "$seeds"* "fuzz/corpus/$target/"
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for target in $targets; do

@@ -177,7 +177,7 @@ pub async fn on_message(
                 ctx.send_to_lead(&lead, Action::text(t(lang, Key::Stopped), Markup::None))
                     .await?;
             }
-            "mydata" => send_my_data(app, ctx, &lead, lang).await?,
+            "mydata" => send_my_data(ctx, &lead, lang).await?,
             "forget" => {
                 let markup = Markup::Inline {
                     rows: vec![vec![
@@ -581,8 +581,8 @@ pub(crate) fn markup_for(script: &Script, keyboard: &Keyboard) -> Markup {
 }
 
 /// Everything stored about a lead, as JSON.
-pub async fn my_data_json(app: &App, lead: &Lead) -> Result<serde_json::Value> {
-    let history = storage::messages::history(&app.db, lead.id, 10_000).await?;
+pub async fn my_data_json(ctx: &mut Ctx, lead: &Lead) -> Result<serde_json::Value> {
+    let history = storage::messages::history_in(&mut ctx.tx, lead.id, 10_000).await?;
     let session = session_of(lead);
     let ms = |t: Option<i64>| {
         t.and_then(chrono::DateTime::from_timestamp_millis)
@@ -617,8 +617,8 @@ pub async fn my_data_json(app: &App, lead: &Lead) -> Result<serde_json::Value> {
     }))
 }
 
-async fn send_my_data(app: &App, ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Result<()> {
-    let data = my_data_json(app, lead).await?;
+async fn send_my_data(ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Result<()> {
+    let data = my_data_json(ctx, lead).await?;
     let session = session_of(lead);
     let dash = "—";
     let mut text = match lang {

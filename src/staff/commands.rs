@@ -92,7 +92,7 @@ pub async fn run(
         }
         "lead" => {
             let lead = match args.trim().trim_start_matches('#').parse::<i64>() {
-                Ok(id) => storage::leads::get(&app.db, id).await?,
+                Ok(id) => storage::leads::get_in(&mut ctx.tx, id).await?,
                 Err(_) => None,
             };
             let Some(lead) = lead.filter(|l| !l.erased) else {
@@ -111,7 +111,7 @@ pub async fn run(
                 None => None,
             };
             let mut text = card::html(&card_of(&lead, script.as_deref(), ctx.now));
-            let history = storage::messages::history(&app.db, lead.id, 10).await?;
+            let history = storage::messages::history_in(&mut ctx.tx, lead.id, 10).await?;
             if !history.is_empty() {
                 text.push_str("\n\n<b>Последние сообщения:</b>\n");
                 for m in history {

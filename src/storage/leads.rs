@@ -195,6 +195,16 @@ pub async fn by_topic(tx: &mut Tx, topic_id: i64) -> Result<Option<i64>, Storage
     Ok(row.map(|(id,)| id))
 }
 
+/// A lead by id, read through a transaction (see `messages::history_in` for why).
+pub async fn get_in(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageError> {
+    Ok(with_tx!(tx, |c| {
+        sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(c)
+            .await
+    })?)
+}
+
 /// A lead by id.
 pub async fn get(db: &Db, id: i64) -> Result<Option<Lead>, StorageError> {
     Ok(with_db!(db, |c| {

@@ -73,6 +73,28 @@ pub async fn history(db: &Db, lead_id: i64, limit: i64) -> Result<Vec<Message>, 
     Ok(rows)
 }
 
+/// [`history`] read through a transaction (code holding one must not wait for a second pooled
+/// connection: on SQLite that can wait on the writer that waits for it).
+pub async fn history_in(
+    tx: &mut Tx,
+    lead_id: i64,
+    limit: i64,
+) -> Result<Vec<Message>, StorageError> {
+    let mut rows = with_tx!(tx, |c| {
+        sqlx::query_as::<_, Message>(
+            "SELECT id, lead_id, direction, kind, text, update_id, outbox_id, telegram_message_id,
+                    author_id, created_at
+             FROM messages WHERE lead_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(lead_id)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// Erases a lead's history (`/forget`).
 pub async fn erase(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     with_tx!(tx, |c| {
