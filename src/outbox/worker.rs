@@ -221,7 +221,7 @@ impl Worker {
                     "rate limited by Telegram"
                 );
                 let at = now + ms((*wait).max(Duration::from_secs(1)));
-                storage::outbox::retry_at(&self.db, row.id, at, "429 Too Many Requests").await?;
+                storage::outbox::rate_limited(&self.db, row.id, at).await?;
             }
             SendError::Blocked(msg) => {
                 tracing::info!(

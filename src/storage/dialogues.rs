@@ -30,18 +30,6 @@ pub async fn remember(db: &Db, v: &StoredVersion, now: i64) -> Result<(), Storag
     Ok(())
 }
 
-/// Loads a version's source text.
-pub async fn find(db: &Db, version: &str) -> Result<Option<StoredVersion>, StorageError> {
-    Ok(with_db!(db, |c| {
-        sqlx::query_as::<_, StoredVersion>(
-            "SELECT version, dialogue_id, locale, file_name, source FROM dialogue_versions WHERE version = $1",
-        )
-        .bind(version)
-        .fetch_optional(c)
-        .await
-    })?)
-}
-
 /// Loads a version's source text inside a transaction (see `outbox::by_key_in` for why).
 pub async fn find_in(tx: &mut Tx, version: &str) -> Result<Option<StoredVersion>, StorageError> {
     Ok(with_tx!(tx, |c| {

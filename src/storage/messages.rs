@@ -107,20 +107,7 @@ pub async fn erase(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Records that the message of an outbox row reached Telegram under `message_id`.
-pub async fn link_delivered(db: &Db, outbox_id: i64, message_id: i64) -> Result<(), StorageError> {
-    with_db!(db, |c| {
-        sqlx::query("UPDATE messages SET telegram_message_id = $1 WHERE outbox_id = $2")
-            .bind(message_id)
-            .bind(outbox_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
-    Ok(())
-}
-
-/// [`link_delivered`] inside a transaction.
+/// Links a delivered outbox row to its history entry (the Telegram message id), inside a transaction.
 pub async fn link_delivered_in(
     tx: &mut Tx,
     outbox_id: i64,

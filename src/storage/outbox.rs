@@ -91,27 +91,8 @@ pub async fn claim_due_by(
     })
 }
 
-/// Records a delivery: the single write that closes the duplicate window.
-pub async fn mark_sent(
-    db: &Db,
-    id: i64,
-    message_id: Option<i64>,
-    now: i64,
-) -> Result<(), StorageError> {
-    with_db!(db, |c| {
-        sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = $2, last_error = NULL
-             WHERE id = $3",
-        )
-        .bind(now)
-        .bind(message_id)
-        .bind(id)
-        .execute(c).await.map(|r| r.rows_affected())
-    })?;
-    Ok(())
-}
-
-/// [`mark_sent`] inside a transaction, so a group of deliveries is recorded in one commit.
+/// Records a delivery: the single write that closes the duplicate window. Inside a transaction,
+/// so a group of deliveries is recorded in one commit.
 pub async fn mark_sent_in(
     tx: &mut Tx,
     id: i64,
@@ -143,6 +124,23 @@ pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), Stor
     Ok(())
 }
 
+/// Puts a rate-limited row back until `at`. A 429 is Telegram pacing the bot, not a failure of
+/// the row: the claim's attempt is given back, so a 429 storm neither lengthens the backoff of a
+/// later network error nor brings the row closer to being given up.
+pub async fn rate_limited(db: &Db, id: i64, at: i64) -> Result<(), StorageError> {
+    with_db!(db, |c| {
+        sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = '429 Too Many Requests',
+                    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+             WHERE id = $2",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
 /// Gives a row up (`failed`: Telegram refused it for good, or the user blocked the bot).
 pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageError> {
     with_db!(db, |c| {
@@ -154,18 +152,6 @@ pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageErr
             .map(|r| r.rows_affected())
     })?;
     Ok(())
-}
-
-/// After a restart: rows that were being sent when the process stopped are sent again. This is
-/// the documented duplicate window (Telegram accepted, the bot had not yet recorded it).
-pub async fn requeue_in_flight(db: &Db) -> Result<u64, StorageError> {
-    let r = with_db!(db, |c| {
-        sqlx::query("UPDATE outbox SET status = 'pending' WHERE status = 'sending'")
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
-    Ok(r)
 }
 
 /// The earliest time a pending row is due, if any.

@@ -274,3 +274,26 @@ both_databases! {
         assert!(answered >= 4, "{answered} callbacks answered");
     }
 }
+
+both_databases! {
+    async fn a_429_storm_does_not_use_up_a_messages_attempts(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(2701).lang("ru");
+        // Fifteen 429s in a row (more than the attempts a message gets), then a dropped connection:
+        // the reply still arrives, after a short backoff rather than minutes.
+        app.fake.fail_next(15, crate::support::Fault::TooManyRequests { retry_after: 0 });
+        app.fake.fail_next(1, crate::support::Fault::CloseConnection);
+        app.fake.push(user.command("start", ""));
+        // Each 429 is honoured for at least a second, so this takes about 15 s.
+        app.fake
+            .wait_for_message(user.id, std::time::Duration::from_secs(60), |m| {
+                m.from_bot && m.visible_text().contains("согласие")
+            })
+            .await
+            .expect("the reply arrives after the storm");
+        app.settle().await;
+        assert!(app.fake.too_many_requests() >= 15);
+        let failed = storage::outbox::count_by_status(&app.db, "failed").await.unwrap();
+        assert_eq!(failed, 0, "nothing was given up");
+    }
+}
