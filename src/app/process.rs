@@ -15,6 +15,9 @@ use super::event::Event;
 use super::prospect;
 use crate::storage::updates::{self, StoredUpdate};
 
+/// SQLite: about this many updates share one transaction.
+const CHUNK: usize = 64;
+
 /// Updates that failed this often are left aside (and logged) so one bad update cannot stall a lead.
 const MAX_ATTEMPTS: i32 = 5;
 
@@ -76,6 +79,55 @@ impl Processor {
             return Ok(Round::Empty);
         }
         let n = groups.iter().map(Vec::len).sum();
+        if self.app.db.is_postgres() {
+            return Ok(self.one_by_one(groups).await);
+        }
+        // SQLite has one writer at a time: several users' updates share a transaction (a group
+        // commit). A chunk that fails is rolled back and its updates are applied one by one, so
+        // a bad update still fails alone and backs off.
+        let mut chunk = Vec::new();
+        let mut size = 0;
+        for group in groups {
+            size += group.len();
+            chunk.push(group);
+            if size >= CHUNK {
+                self.group_commit(std::mem::take(&mut chunk)).await;
+                size = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            self.group_commit(chunk).await;
+        }
+        Ok(Round::Done(n))
+    }
+
+    /// Applies a chunk of groups in one transaction, or one by one if that fails.
+    async fn group_commit(&self, groups: Vec<Vec<StoredUpdate>>) {
+        let app = &self.app;
+        let result = AssertUnwindSafe(apply_chunk(app, &groups))
+            .catch_unwind()
+            .await;
+        match result {
+            Ok(Ok(enqueued)) => {
+                if enqueued {
+                    app.outbox_wake.notify_one();
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "a shared transaction failed; applying its updates one by one");
+                let _ = self.one_by_one(groups).await;
+            }
+            Err(_) => {
+                tracing::debug!("a shared transaction panicked; applying its updates one by one");
+                let _ = self.one_by_one(groups).await;
+            }
+        }
+    }
+
+    /// Applies each update in its own transaction, different users concurrently. `Empty` when
+    /// every user was busy with another replica.
+    async fn one_by_one(&self, groups: Vec<Vec<StoredUpdate>>) -> Round {
+        let n = groups.iter().map(Vec::len).sum();
         let app = &self.app;
         let busy = std::sync::atomic::AtomicUsize::new(0);
         let busy = &busy;
@@ -122,9 +174,9 @@ impl Processor {
         self.app.outbox_wake.notify_one();
         if busy.load(std::sync::atomic::Ordering::Relaxed) == groups_n {
             // Everything pending belongs to users another replica is on: wait instead of spinning.
-            return Ok(Round::Empty);
+            return Round::Empty;
         }
-        Ok(Round::Done(n))
+        Round::Done(n)
     }
 
     /// Runs until shutdown.
@@ -168,7 +220,6 @@ pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::P
     apply(app, u, Lock::Wait).await.map(|_| ())
 }
 
-#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
 async fn apply(
     app: &App,
     u: &StoredUpdate,
@@ -177,8 +228,9 @@ async fn apply(
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
     // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
-    // pending check below runs after the lock, so it sees what another replica just committed.
-    // An update without a user locks on its own id (a harmless overlap with some user's key).
+    // pending check in `apply_in` runs after the lock, so it sees what another replica just
+    // committed. An update without a user locks on its own id (a harmless overlap with some
+    // user's key).
     let key = u.user_id.unwrap_or(u.update_id);
     match lock {
         Lock::Wait => crate::storage::ops::lock_user(&mut ctx.tx, key).await?,
@@ -188,26 +240,58 @@ async fn apply(
             }
         }
     }
-    if !updates::is_pending(&mut ctx.tx, u.update_id).await? {
-        return Ok(Applied::Yes);
-    }
-    let note = match serde_json::from_str::<teloxide::types::Update>(&u.payload) {
-        Ok(update) => {
-            let event = crate::telegram::update::to_event(&update);
-            handle(app, &mut ctx, event).await?
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "stored update does not decode; skipped");
-            Some("undecodable update".to_owned())
-        }
-    };
-    updates::mark_processed(&mut ctx.tx, u.update_id, ctx.now, note.as_deref()).await?;
+    apply_in(app, &mut ctx, u).await?;
     let enqueued = ctx.enqueued;
     ctx.tx.commit().await?;
     if enqueued {
         app.outbox_wake.notify_one();
     }
     Ok(Applied::Yes)
+}
+
+/// Applies several users' updates in one SQLite transaction (no replica locks: a SQLite file
+/// has one process). Says whether anything was enqueued. Any error rolls all of them back.
+async fn apply_chunk(
+    app: &App,
+    groups: &[Vec<StoredUpdate>],
+) -> Result<bool, prospect::ProspectError> {
+    let mut tx = app.db.begin().await?;
+    let mut enqueued = false;
+    for u in groups.iter().flatten() {
+        let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
+        apply_in(app, &mut ctx, u).await?;
+        enqueued |= ctx.enqueued;
+        tx = ctx.tx;
+    }
+    tx.commit().await?;
+    Ok(enqueued)
+}
+
+/// Applies one update inside `ctx`'s transaction, which also marks it applied (a replay finds it
+/// applied and changes nothing).
+#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
+async fn apply_in(
+    app: &App,
+    ctx: &mut Ctx,
+    u: &StoredUpdate,
+) -> Result<(), prospect::ProspectError> {
+    if !updates::begin_apply(&mut ctx.tx, u.update_id, ctx.now).await? {
+        return Ok(());
+    }
+    let note = match serde_json::from_str::<teloxide::types::Update>(&u.payload) {
+        Ok(update) => {
+            let event = crate::telegram::update::to_event(&update);
+            handle(app, ctx, event).await?
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "stored update does not decode; skipped");
+            Some("undecodable update".to_owned())
+        }
+    };
+    if let Some(note) = note.as_deref() {
+        updates::note_applied(&mut ctx.tx, u.update_id, note).await?;
+    }
+    Ok(())
 }
 
 async fn handle(

@@ -163,14 +163,17 @@ impl Worker {
             })
             .collect();
         if !delivered.is_empty() {
+            let sent: Vec<(i64, Option<i64>)> =
+                delivered.iter().map(|&(d, mid)| (d.row.id, mid)).collect();
+            // A topic's id is not a message of the lead's history.
+            let linked: Vec<(i64, i64)> = delivered
+                .iter()
+                .filter(|(d, _)| !matches!(d.action, Some(Action::CreateTopic { .. })))
+                .filter_map(|&(d, mid)| mid.map(|mid| (d.row.id, mid)))
+                .collect();
             let mut tx = self.db.begin().await?;
-            for &(d, mid) in &delivered {
-                storage::outbox::mark_sent_in(&mut tx, d.row.id, mid, now).await?;
-                let topic = matches!(d.action, Some(Action::CreateTopic { .. }));
-                if let (false, Some(mid)) = (topic, mid) {
-                    storage::messages::link_delivered_in(&mut tx, d.row.id, mid).await?;
-                }
-            }
+            storage::outbox::mark_sent_in(&mut tx, &sent, now).await?;
+            storage::messages::link_delivered_in(&mut tx, &linked).await?;
             tx.commit().await?;
             for &(d, mid) in &delivered {
                 if d.row.idempotency_key.starts_with("alert:") {
@@ -303,14 +306,18 @@ impl Worker {
                 }
             }
             // Rows blocked behind a chat's send in flight are woken by its completion, so with
-            // sends in flight the timer only serves rows coming due later.
-            let floor = if in_flight.is_empty() { 10 } else { 100 };
-            let idle = match storage::outbox::next_due(&self.db).await {
-                Ok(Some(at)) => {
-                    Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
-                        .clamp(Duration::from_millis(floor), Duration::from_secs(1))
+            // sends in flight the timer only serves rows coming due later, and a tenth of a
+            // second is soon enough for those (no query needed on the busy path).
+            let idle = if in_flight.is_empty() {
+                match storage::outbox::next_due(&self.db).await {
+                    Ok(Some(at)) => {
+                        Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0))
+                            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                    }
+                    _ => Duration::from_secs(1),
                 }
-                _ => Duration::from_secs(1),
+            } else {
+                Duration::from_millis(100)
             };
             tokio::select! {
                 Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {

@@ -1,7 +1,7 @@
 //! Lead events for the CRM webhook: enqueued with the change that caused them, delivered in
 //! order per lead by the CRM worker, retried until the receiver takes them.
 
-use super::{Db, StorageError, Tx, with_db, with_tx};
+use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// A CRM event row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -78,7 +78,7 @@ pub async fn claim_due(
 
 /// Records a delivery.
 pub async fn mark_delivered(db: &Db, id: i64, now: i64) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query(
         "UPDATE crm_events SET status = 'delivered', delivered_at = $1, last_error = NULL, claimed_by = NULL
          WHERE id = $2"
@@ -94,7 +94,7 @@ pub async fn mark_delivered(db: &Db, id: i64, now: i64) -> Result<(), StorageErr
 
 /// Puts an event back for another attempt at `at`.
 pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query(
         "UPDATE crm_events SET status = 'pending', next_attempt_at = $1, last_error = $2, claimed_by = NULL
          WHERE id = $3"
@@ -111,7 +111,7 @@ pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), Stor
 
 /// Gives an event up (it waited longer than the retention window).
 pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| sqlx::query(
+    write_db!(db, |c| sqlx::query(
         "UPDATE crm_events SET status = 'failed', last_error = $1, claimed_by = NULL WHERE id = $2"
     )
     .bind(error)

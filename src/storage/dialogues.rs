@@ -1,6 +1,6 @@
 //! Dialogue versions by content hash, so a lead stays on the version it started.
 
-use super::{Db, StorageError, Tx, with_db, with_tx};
+use super::{Db, StorageError, Tx, with_tx, write_db};
 
 /// A stored dialogue version.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -14,7 +14,7 @@ pub struct StoredVersion {
 
 /// Stores a version unless it is already known.
 pub async fn remember(db: &Db, v: &StoredVersion, now: i64) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query(
             "INSERT INTO dialogue_versions (version, dialogue_id, locale, file_name, source, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version) DO NOTHING",

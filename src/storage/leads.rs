@@ -1,6 +1,6 @@
 //! Leads: contact data, source, session, score, temperature, status and flags.
 
-use super::{Db, StorageError, Tx, with_db, with_tx};
+use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// A lead as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -160,7 +160,7 @@ pub async fn save(tx: &mut Tx, l: &Lead) -> Result<(), StorageError> {
 
 /// Marks the lead of a chat blocked (403 from Telegram) or unblocked.
 pub async fn set_blocked_by_chat(db: &Db, chat_id: i64, blocked: bool) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query("UPDATE leads SET blocked = $1 WHERE chat_id = $2")
             .bind(blocked)
             .bind(chat_id)
@@ -173,7 +173,7 @@ pub async fn set_blocked_by_chat(db: &Db, chat_id: i64, blocked: bool) -> Result
 
 /// Remembers the forum topic created for a lead.
 pub async fn set_topic(db: &Db, id: i64, topic_id: i64) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query("UPDATE leads SET topic_id = $1 WHERE id = $2")
             .bind(topic_id)
             .bind(id)

@@ -107,20 +107,39 @@ pub async fn erase(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Links a delivered outbox row to its history entry (the Telegram message id), inside a transaction.
-pub async fn link_delivered_in(
-    tx: &mut Tx,
-    outbox_id: i64,
-    message_id: i64,
-) -> Result<(), StorageError> {
-    with_tx!(tx, |c| {
-        sqlx::query("UPDATE messages SET telegram_message_id = $1 WHERE outbox_id = $2")
-            .bind(message_id)
-            .bind(outbox_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+/// Links delivered outbox rows to their history entries, `(outbox id, Telegram message id)`,
+/// with one statement, inside a transaction.
+pub async fn link_delivered_in(tx: &mut Tx, delivered: &[(i64, i64)]) -> Result<(), StorageError> {
+    if delivered.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Sqlite(c) => {
+            let rows = serde_json::to_string(delivered)
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "UPDATE messages SET telegram_message_id = d.mid
+                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS mid FROM json_each($1)) AS d
+                 WHERE messages.outbox_id = d.id",
+            )
+            .bind(rows)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Postgres(c) => {
+            let ids: Vec<i64> = delivered.iter().map(|d| d.0).collect();
+            let mids: Vec<i64> = delivered.iter().map(|d| d.1).collect();
+            sqlx::query(
+                "UPDATE messages SET telegram_message_id = d.mid
+                 FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS d (id, mid)
+                 WHERE messages.outbox_id = d.id",
+            )
+            .bind(ids)
+            .bind(mids)
+            .execute(&mut **c)
+            .await?;
+        }
+    }
     Ok(())
 }
 

@@ -116,7 +116,25 @@ macro_rules! with_tx {
     };
 }
 
-pub(crate) use {with_db, with_tx};
+/// Like [`with_db!`] for a statement that writes outside a transaction: on SQLite it first waits
+/// for the process's write gate, so it queues behind the open write transaction instead of
+/// meeting SQLite's busy handler (which sleeps between tries, 1 ms at first and up to 100 ms).
+#[macro_export]
+macro_rules! write_db {
+    ($db:expr, |$c:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Db::Sqlite($c) => {
+                match $crate::storage::sqlite_write_gate($c).acquire_owned().await {
+                    Ok(_gate) => $body,
+                    Err(_) => Err(sqlx::Error::PoolClosed),
+                }
+            }
+            $crate::storage::Db::Postgres($c) => $body,
+        }
+    };
+}
+
+pub(crate) use {with_db, with_tx, write_db};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -228,7 +246,7 @@ impl std::ops::DerefMut for SqliteTx {
 }
 
 /// One write gate per SQLite file: SQLite has one writer at a time anyway.
-fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
+pub(crate) fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
     static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<Semaphore>>>> =
         LazyLock::new(|| Mutex::new(HashMap::new()));
     let file = pool.connect_options().get_filename().to_path_buf();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use super::{Db, StorageError, Tx, with_db};
+use super::{Db, StorageError, Tx, with_db, write_db};
 
 const WEBHOOK_SECRET_KEY: &str = "webhook_secret";
 const WEBHOOK_SET_KEY: &str = "webhook_registered";
@@ -257,7 +257,7 @@ pub async fn try_lock_user(tx: &mut Tx, user_id: i64) -> Result<bool, StorageErr
 
 /// The stored webhook secret, created from `fresh` by the first replica that asks.
 pub async fn webhook_secret(db: &Db, fresh: &str) -> Result<String, StorageError> {
-    with_db!(db, |c| sqlx::query(
+    write_db!(db, |c| sqlx::query(
         "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
     )
     .bind(WEBHOOK_SECRET_KEY)
@@ -284,7 +284,7 @@ pub async fn webhook_registered(db: &Db) -> Result<bool, StorageError> {
 
 /// Forgets the note once the webhook is removed.
 pub async fn note_webhook_removed(db: &Db) -> Result<(), StorageError> {
-    with_db!(db, |c| sqlx::query("DELETE FROM kv WHERE key = $1")
+    write_db!(db, |c| sqlx::query("DELETE FROM kv WHERE key = $1")
         .bind(WEBHOOK_SET_KEY)
         .execute(c)
         .await

@@ -1,6 +1,6 @@
 //! The durable outbox: side effects enqueued with the state change that caused them.
 
-use super::{Db, StorageError, Tx, with_db, with_tx};
+use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// An outbox row.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -67,6 +67,11 @@ pub async fn claim_due_by(
                 ORDER BY o.id LIMIT $2";
     Ok(match db {
         Db::Sqlite(p) => {
+            // Behind the write gate: see `write_db!`.
+            let _gate = super::sqlite_write_gate(p)
+                .acquire_owned()
+                .await
+                .map_err(|_| sqlx::Error::PoolClosed)?;
             sqlx::query_as::<_, Row>(&format!(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
                  WHERE id IN ({pick}) RETURNING {COLUMNS}"
@@ -91,30 +96,54 @@ pub async fn claim_due_by(
     })
 }
 
-/// Records a delivery: the single write that closes the duplicate window. Inside a transaction,
-/// so a group of deliveries is recorded in one commit.
+/// Records deliveries, `(outbox id, Telegram message id)`: the single write that closes the
+/// duplicate window. One statement for the whole group, inside the transaction that also links
+/// the history entries.
 pub async fn mark_sent_in(
     tx: &mut Tx,
-    id: i64,
-    message_id: Option<i64>,
+    sent: &[(i64, Option<i64>)],
     now: i64,
 ) -> Result<(), StorageError> {
-    with_tx!(tx, |c| {
-        sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = $2, last_error = NULL
-             WHERE id = $3",
-        )
-        .bind(now)
-        .bind(message_id)
-        .bind(id)
-        .execute(c).await.map(|r| r.rows_affected())
-    })?;
+    if sent.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Sqlite(c) => {
+            let rows =
+                serde_json::to_string(sent).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = s.mid,
+                        last_error = NULL
+                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS mid FROM json_each($2)) AS s
+                 WHERE outbox.id = s.id",
+            )
+            .bind(now)
+            .bind(rows)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Postgres(c) => {
+            let ids: Vec<i64> = sent.iter().map(|s| s.0).collect();
+            let mids: Vec<Option<i64>> = sent.iter().map(|s| s.1).collect();
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = s.mid,
+                        last_error = NULL
+                 FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS s (id, mid)
+                 WHERE outbox.id = s.id",
+            )
+            .bind(now)
+            .bind(ids)
+            .bind(mids)
+            .execute(&mut **c)
+            .await?;
+        }
+    }
     Ok(())
 }
 
 /// Puts a row back for another attempt at `at`.
 pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = $2 WHERE id = $3")
             .bind(at)
             .bind(error)
@@ -128,7 +157,7 @@ pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), Stor
 /// the row: the claim's attempt is given back, so a 429 storm neither lengthens the backoff of a
 /// later network error nor brings the row closer to being given up.
 pub async fn rate_limited(db: &Db, id: i64, at: i64) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = '429 Too Many Requests',
                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
@@ -143,7 +172,7 @@ pub async fn rate_limited(db: &Db, id: i64, at: i64) -> Result<(), StorageError>
 
 /// Gives a row up (`failed`: Telegram refused it for good, or the user blocked the bot).
 pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query("UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2")
             .bind(error)
             .bind(id)

@@ -1,6 +1,6 @@
 //! Updates as Telegram delivered them: stored before the polling offset moves past them, applied once.
 
-use super::{Db, StorageError, with_db, with_tx};
+use super::{Db, StorageError, with_db, with_tx, write_db};
 
 const OFFSET_KEY: &str = "polling_offset";
 
@@ -21,8 +21,9 @@ pub struct IncomingUpdate {
     pub payload: String,
 }
 
-/// Stores a batch of updates and the next polling offset in one transaction. A replayed
-/// `update_id` is ignored. Returns how many were new.
+/// Stores a batch of updates and the next polling offset in one transaction: the updates with a
+/// single statement whatever their number. A replayed `update_id` is ignored. Returns how many
+/// were new.
 pub async fn store_batch(
     db: &Db,
     batch: &[IncomingUpdate],
@@ -30,13 +31,48 @@ pub async fn store_batch(
     now: i64,
 ) -> Result<u64, StorageError> {
     let mut tx = db.begin().await?;
-    let mut new = 0;
-    for u in batch {
-        new += with_tx!(&mut tx, |c| insert(u, now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
-    }
+    let new = if batch.is_empty() {
+        0
+    } else {
+        match &mut tx {
+            super::Tx::Sqlite(c) => {
+                let rows: Vec<(i64, Option<i64>, &str)> = batch
+                    .iter()
+                    .map(|u| (u.update_id, u.user_id, u.payload.as_str()))
+                    .collect();
+                let rows = serde_json::to_string(&rows)
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO updates (update_id, user_id, payload, received_at)
+                     SELECT value ->> 0, value ->> 1, value ->> 2, $2 FROM json_each($1) WHERE true
+                     ON CONFLICT (update_id) DO NOTHING",
+                )
+                .bind(rows)
+                .bind(now)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+            }
+            super::Tx::Postgres(c) => {
+                let ids: Vec<i64> = batch.iter().map(|u| u.update_id).collect();
+                let users: Vec<Option<i64>> = batch.iter().map(|u| u.user_id).collect();
+                let payloads: Vec<&str> = batch.iter().map(|u| u.payload.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO updates (update_id, user_id, payload, received_at)
+                     SELECT u.id, u.user_id, u.payload, $4
+                     FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS u (id, user_id, payload)
+                     ON CONFLICT (update_id) DO NOTHING",
+                )
+                .bind(ids)
+                .bind(users)
+                .bind(payloads)
+                .bind(now)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+            }
+        }
+    };
     tx.kv_set(OFFSET_KEY, &next_offset.to_string()).await?;
     tx.commit().await?;
     Ok(new)
@@ -44,7 +80,7 @@ pub async fn store_batch(
 
 /// Stores one update (webhook intake). Returns false when it was already stored.
 pub async fn store_one(db: &Db, update: &IncomingUpdate, now: i64) -> Result<bool, StorageError> {
-    let n = with_db!(db, |c| insert(update, now)
+    let n = write_db!(db, |c| insert(update, now)
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
@@ -95,29 +131,36 @@ pub async fn pending(
     })?)
 }
 
-/// Whether an update is still waiting (inside a transaction, so a concurrent worker's result is seen).
-pub async fn is_pending(tx: &mut super::Tx, update_id: i64) -> Result<bool, StorageError> {
-    let row: Option<(i64,)> = with_tx!(tx, |c| {
-        sqlx::query_as(
-            "SELECT update_id FROM updates WHERE update_id = $1 AND processed_at IS NULL",
-        )
-        .bind(update_id)
-        .fetch_optional(c)
-        .await
-    })?;
-    Ok(row.is_some())
-}
-
-/// Marks an update applied, in the transaction that applied it.
-pub async fn mark_processed(
+/// Marks an update applied at the start of the transaction that applies it; false when it was
+/// applied already (a replay, or another replica got there first), and then nothing else is done.
+/// Clears the error of an earlier failed attempt.
+pub async fn begin_apply(
     tx: &mut super::Tx,
     update_id: i64,
     now: i64,
-    note: Option<&str>,
+) -> Result<bool, StorageError> {
+    let n = with_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE updates SET processed_at = $1, error = NULL
+             WHERE update_id = $2 AND processed_at IS NULL",
+        )
+        .bind(now)
+        .bind(update_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(n == 1)
+}
+
+/// Notes why an applied update changed nothing (it was ignored), in the applying transaction.
+pub async fn note_applied(
+    tx: &mut super::Tx,
+    update_id: i64,
+    note: &str,
 ) -> Result<(), StorageError> {
     with_tx!(tx, |c| {
-        sqlx::query("UPDATE updates SET processed_at = $1, error = $2 WHERE update_id = $3")
-            .bind(now)
+        sqlx::query("UPDATE updates SET error = $1 WHERE update_id = $2")
             .bind(note)
             .bind(update_id)
             .execute(c)
@@ -129,7 +172,7 @@ pub async fn mark_processed(
 
 /// Records a failed attempt to apply an update (it will be retried).
 pub async fn record_failure(db: &Db, update_id: i64, error: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query("UPDATE updates SET attempts = attempts + 1, error = $1 WHERE update_id = $2")
             .bind(error)
             .bind(update_id)

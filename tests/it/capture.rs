@@ -297,3 +297,91 @@ both_databases! {
         assert_eq!(failed, 0, "nothing was given up");
     }
 }
+
+/// Makes writing `text` into the history fail (the database refuses it) until it is dropped.
+async fn refuse_history_text(db: &storage::Db, text: &str) {
+    match db {
+        storage::Db::Sqlite(p) => {
+            sqlx::query(&format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.text = '{text}'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            ))
+            .execute(p)
+            .await
+            .expect("creating the trigger");
+        }
+        storage::Db::Postgres(p) => {
+            sqlx::query(&format!(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN
+                   IF NEW.text = '{text}' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                   RETURN NEW; END $$ LANGUAGE plpgsql"
+            ))
+            .execute(p)
+            .await
+            .expect("creating the function");
+            sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse()")
+                .execute(p)
+                .await
+                .expect("creating the trigger");
+        }
+    }
+}
+
+async fn stop_refusing(db: &storage::Db) {
+    match db {
+        storage::Db::Sqlite(p) => {
+            sqlx::query("DROP TRIGGER refuse").execute(p).await.expect("dropping the trigger");
+        }
+        storage::Db::Postgres(p) => {
+            sqlx::query("DROP TRIGGER refuse ON messages").execute(p).await.expect("dropping the trigger");
+        }
+    }
+}
+
+both_databases! {
+    async fn an_update_that_fails_does_not_hold_back_others_delivered_with_it(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let users: Vec<User> = (0..8).map(|i| User::new(2500 + i).lang("ru")).collect();
+        let mut consents = Vec::new();
+        for u in &users {
+            app.fake.push(u.command("start", ""));
+            consents.push(bot_says(&app, u.id, "согласие").await);
+        }
+        // One prospect's message cannot be stored; the others' answers arrive in the same batch
+        // (on SQLite they are applied in one shared transaction).
+        refuse_history_text(&app.db, "boom").await;
+        let (failing, fine) = users.split_first().expect("eight users");
+        let mut batch = vec![failing.text("boom")];
+        batch.extend(fine.iter().zip(&consents[1..]).map(|(u, c)| u.presses_button(c, "Согласен")));
+        app.fake.push_all(batch);
+
+        for u in fine {
+            bot_says(&app, u.id, "Как к вам обращаться").await;
+        }
+        let db = app.db.clone();
+        eventually("the failing update was tried and put back", || {
+            let db = db.clone();
+            async move {
+                storage::updates::pending(&db, 10, 100).await.is_ok_and(|p| p.len() == 1 && p[0].attempts >= 1)
+            }
+        })
+        .await;
+        // Once the database accepts it again, the update is applied after its backoff.
+        stop_refusing(&app.db).await;
+        eventually("the failing update was applied in the end", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
+        })
+        .await;
+        app.settle().await;
+        for u in fine {
+            assert_eq!(count_bot(&app, u.id, "Как к вам обращаться").await, 1, "{}", app.fake.transcript(u.id));
+            let lead = storage::leads::by_telegram(&app.db, u.id).await.unwrap().expect("stored");
+            let history = storage::messages::history(&app.db, lead.id, 100).await.unwrap();
+            assert_eq!(history.iter().filter(|m| m.direction == "in").count(), 2, "/start and the press, once each");
+        }
+        let lead = storage::leads::by_telegram(&app.db, failing.id).await.unwrap().expect("stored");
+        let history = storage::messages::history(&app.db, lead.id, 100).await.unwrap();
+        assert_eq!(history.iter().filter(|m| m.text.as_deref() == Some("boom")).count(), 1, "stored once, in the end");
+    }
+}

@@ -162,6 +162,22 @@ impl FakeTelegram {
         }
     }
 
+    /// Queues several updates at once, so a waiting `getUpdates` returns them together.
+    pub fn push_all(&self, updates: Vec<Update>) -> Vec<Pushed> {
+        self.shared.update(|s| {
+            updates
+                .into_iter()
+                .map(|u| {
+                    let (update_id, message_id) = s.push(u);
+                    Pushed {
+                        update_id,
+                        message_id,
+                    }
+                })
+                .collect()
+        })
+    }
+
     /// Queues an already delivered update again with its original `update_id`, as Telegram
     /// does when the bot's confirmation never arrived. False when no such update was pushed.
     pub fn redeliver(&self, update_id: i64) -> bool {
