@@ -228,19 +228,26 @@ async fn apply(
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
     // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
-    // pending check in `apply_in` runs after the lock, so it sees what another replica just
+    // pending check runs after the lock, so it sees what another replica just
     // committed. An update without a user locks on its own id (a harmless overlap with some
     // user's key).
     let key = u.user_id.unwrap_or(u.update_id);
-    match lock {
-        Lock::Wait => crate::storage::ops::lock_user(&mut ctx.tx, key).await?,
-        Lock::Try => {
-            if !crate::storage::ops::try_lock_user(&mut ctx.tx, key).await? {
-                return Ok(Applied::Busy);
+    let begun = match lock {
+        Lock::Wait => {
+            crate::storage::ops::lock_user(&mut ctx.tx, key).await?;
+            if updates::begin_apply(&mut ctx.tx, u.update_id, ctx.now).await? {
+                updates::Begun::Fresh
+            } else {
+                updates::Begun::Done
             }
         }
+        Lock::Try => updates::lock_and_begin_apply(&mut ctx.tx, u.update_id, key, ctx.now).await?,
+    };
+    match begun {
+        updates::Begun::Busy => return Ok(Applied::Busy),
+        updates::Begun::Done => return Ok(Applied::Yes),
+        updates::Begun::Fresh => apply_begun(app, &mut ctx, u).await?,
     }
-    apply_in(app, &mut ctx, u).await?;
     let enqueued = ctx.enqueued;
     ctx.tx.commit().await?;
     if enqueued {
@@ -259,7 +266,9 @@ async fn apply_chunk(
     let mut enqueued = false;
     for u in groups.iter().flatten() {
         let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
-        apply_in(app, &mut ctx, u).await?;
+        if updates::begin_apply(&mut ctx.tx, u.update_id, ctx.now).await? {
+            apply_begun(app, &mut ctx, u).await?;
+        }
         enqueued |= ctx.enqueued;
         tx = ctx.tx;
     }
@@ -267,17 +276,14 @@ async fn apply_chunk(
     Ok(enqueued)
 }
 
-/// Applies one update inside `ctx`'s transaction, which also marks it applied (a replay finds it
-/// applied and changes nothing).
+/// Applies one update inside `ctx`'s transaction, which has just marked it applied (so a replay
+/// finds it applied and changes nothing).
 #[tracing::instrument(skip_all, fields(update_id = u.update_id))]
-async fn apply_in(
+async fn apply_begun(
     app: &App,
     ctx: &mut Ctx,
     u: &StoredUpdate,
 ) -> Result<(), prospect::ProspectError> {
-    if !updates::begin_apply(&mut ctx.tx, u.update_id, ctx.now).await? {
-        return Ok(());
-    }
     let note = match serde_json::from_str::<teloxide::types::Update>(&u.payload) {
         Ok(update) => {
             let event = crate::telegram::update::to_event(&update);

@@ -153,6 +153,50 @@ pub async fn begin_apply(
     Ok(n == 1)
 }
 
+/// What [`lock_and_begin_apply`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// The update is now marked applied in this transaction: apply it.
+    Fresh,
+    /// It was applied already; nothing to do.
+    Done,
+    /// Another replica holds this user's lock: leave the update to it.
+    Busy,
+}
+
+/// [`super::ops::try_lock_user`] and [`begin_apply`] in one round trip on PostgreSQL (the lock is
+/// taken first; a row another replica marked meanwhile is re-checked by PostgreSQL and left).
+pub async fn lock_and_begin_apply(
+    tx: &mut super::Tx,
+    update_id: i64,
+    lock_key: i64,
+    now: i64,
+) -> Result<Begun, StorageError> {
+    let super::Tx::Postgres(c) = tx else {
+        return Ok(if begin_apply(tx, update_id, now).await? {
+            Begun::Fresh
+        } else {
+            Begun::Done
+        });
+    };
+    let (got, marked): (bool, i64) = sqlx::query_as(
+        "WITH l AS (SELECT pg_try_advisory_xact_lock($3) AS got),
+              u AS (UPDATE updates SET processed_at = $1, error = NULL FROM l
+                    WHERE l.got AND update_id = $2 AND processed_at IS NULL RETURNING update_id)
+         SELECT (SELECT got FROM l), (SELECT COUNT(*) FROM u)",
+    )
+    .bind(now)
+    .bind(update_id)
+    .bind(lock_key)
+    .fetch_one(&mut **c)
+    .await?;
+    Ok(match (got, marked) {
+        (false, _) => Begun::Busy,
+        (true, 0) => Begun::Done,
+        (true, _) => Begun::Fresh,
+    })
+}
+
 /// Notes why an applied update changed nothing (it was ignored), in the applying transaction.
 pub async fn note_applied(
     tx: &mut super::Tx,

@@ -330,10 +330,16 @@ async fn refuse_history_text(db: &storage::Db, text: &str) {
 async fn stop_refusing(db: &storage::Db) {
     match db {
         storage::Db::Sqlite(p) => {
-            sqlx::query("DROP TRIGGER refuse").execute(p).await.expect("dropping the trigger");
+            sqlx::query("DROP TRIGGER refuse")
+                .execute(p)
+                .await
+                .expect("dropping the trigger");
         }
         storage::Db::Postgres(p) => {
-            sqlx::query("DROP TRIGGER refuse ON messages").execute(p).await.expect("dropping the trigger");
+            sqlx::query("DROP TRIGGER refuse ON messages")
+                .execute(p)
+                .await
+                .expect("dropping the trigger");
         }
     }
 }
