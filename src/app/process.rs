@@ -263,10 +263,12 @@ async fn apply_chunk(
     groups: &[Vec<StoredUpdate>],
 ) -> Result<bool, prospect::ProspectError> {
     let mut tx = app.db.begin().await?;
+    let ids: Vec<i64> = groups.iter().flatten().map(|u| u.update_id).collect();
+    let waiting = updates::begin_apply_many(&mut tx, &ids, app.clock.now_ms()).await?;
     let mut enqueued = false;
     for u in groups.iter().flatten() {
         let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
-        if updates::begin_apply(&mut ctx.tx, u.update_id, ctx.now).await? {
+        if waiting.contains(&u.update_id) {
             apply_begun(app, &mut ctx, u).await?;
         }
         enqueued |= ctx.enqueued;
