@@ -23,8 +23,8 @@ pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 command="bench/run.sh"
 for a in "$@"; do command+=" $a"; done
 
-echo "building leadbot (release)..." >&2
-CARGO_TARGET_DIR="$main_target" cargo build --release --locked --quiet
+echo "building leadbot (the dist profile: release with whole-program optimisation)..." >&2
+CARGO_TARGET_DIR="$main_target" cargo build --profile dist --locked --quiet
 echo "building the harness and the Rust peers (release)..." >&2
 for pkg in bench/harness bench/peers/echo bench/peers/dialogue; do
   CARGO_TARGET_DIR="$extra_target" cargo build --release --locked --quiet --manifest-path "$pkg/Cargo.toml"
@@ -46,7 +46,7 @@ fi
 ulimit -n 65536 2>/dev/null || true
 exec "$extra_target/release/leadbot-bench" \
   --repo "$repo" \
-  --leadbot "$main_target/release/leadbot" \
+  --leadbot "$main_target/dist/leadbot" \
   --echo "$extra_target/release/peer-echo" \
   --dialogue "$extra_target/release/peer-dialogue" \
   "${aiogram_args[@]}" \
