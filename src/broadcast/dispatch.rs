@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::limiter::{Bucket, PerChat};
+use super::limiter::{Pace, PerChat};
 use super::outcome::{Outcome, Record};
 use crate::app::App;
 use crate::app::texts::Lang;
@@ -26,8 +26,9 @@ use crate::storage::StorageError;
 use crate::storage::broadcasts::{self as store, Broadcast, Claimed, Claims, Eligibility};
 use crate::telegram::send::{self, SendError};
 
-/// Requests in flight, or sent and waiting for their outcome to be written, at once.
-const MAX_IN_FLIGHT: usize = 64;
+/// Requests in flight, or sent and waiting for their outcome to be written, at once (a quarter
+/// of a second at 1,000/s, so that a slow commit does not hold sending back).
+const MAX_IN_FLIGHT: usize = 256;
 /// How far ahead recipients are claimed, in milliseconds of sending at the configured rate.
 const CLAIM_AHEAD_MS: u64 = 50;
 /// Most recipients claimed in one transaction.
@@ -60,8 +61,8 @@ pub struct Dispatcher {
     pub app: Arc<App>,
     pub bot: teloxide::Bot,
     pub token: String,
-    /// The overall bucket (recalls take from it too).
-    pub global: Arc<Mutex<Bucket>>,
+    /// The overall pace (recalls take from it too).
+    pub global: Arc<Mutex<Pace>>,
     pub pauses: Pauses,
     /// The running broadcasts, republished by every housekeeping.
     pub running: watch::Receiver<Vec<Arc<Broadcast>>>,

@@ -6,18 +6,18 @@
 //! tolerance ahead of now. Over admissions at whole milliseconds, any window of one second holds
 //! at most `1 + ⌊(999 ms + tolerance) / interval⌋` of them.
 //!
-//! The overall bucket ([`Bucket::for_rate`]) runs a little under the configured rate with a burst
-//! of about 1% of it, so that a sender waking late (a timer fires a millisecond or two after it
-//! was asked to, a round is busy) catches up the messages it owes instead of losing them, while no
-//! one-second window, aligned anywhere, sees more than the configured rate; what is left is margin
-//! for the jitter between our clock and Telegram's counting.
+//! The overall rate is a [`Pace`]: a bucket a little under the configured rate whose burst lets a
+//! sender that woke late (a busy machine, a timer firing late) send at once what it owes, and a
+//! log of the last second's admissions that caps every one-second window, aligned anywhere, a
+//! little under the configured rate: the margin is for the jitter between our clock and the one
+//! Telegram counts with.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-/// The overall bucket's pace, in thousandths of the configured rate.
+/// The overall pace, in thousandths of the configured rate.
 const PACE_PER_MILLE: u64 = 980;
-/// The overall bucket's burst, in thousandths of the configured rate (at least one message).
-const BURST_PER_MILLE: u64 = 5;
+/// How much a late sender may catch up at once, in thousandths of the configured rate.
+const BURST_PER_MILLE: u64 = 30;
 /// Extra tolerance of the overall bucket: a timer firing up to this late loses nothing.
 const SLACK_US: i64 = 5_000;
 
@@ -40,23 +40,6 @@ impl Bucket {
         }
     }
 
-    /// The overall bucket for a configured rate of `per_second` (see the module doc): 98% of it,
-    /// a burst of 0.5% and 5 ms of slack, so that no one-second window holds more than
-    /// `⌊98.4%⌋ + burst` messages, at most 98.9% of the rate (1,000/s: 988), never more than it.
-    pub fn for_rate(per_second: u32) -> Bucket {
-        let rate = u64::from(per_second.max(1));
-        // Rounded up: the interval is never shorter than the pace asks.
-        let interval_us = (1_000_000_000u64).div_ceil(rate * PACE_PER_MILLE);
-        let burst = (rate * BURST_PER_MILLE / 1000).max(1);
-        let interval_us = i64::try_from(interval_us).unwrap_or(i64::MAX / 4);
-        let burst = i64::try_from(burst).unwrap_or(1);
-        Bucket {
-            interval_us,
-            tolerance_us: interval_us * (burst - 1) + SLACK_US,
-            tat_us: i64::MIN / 2,
-        }
-    }
-
     /// Admits one message at `now_ms`, or says how many milliseconds to wait.
     pub fn try_acquire(&mut self, now_ms: i64) -> Result<(), i64> {
         if self.take_up_to(1, now_ms) == 1 {
@@ -71,7 +54,7 @@ impl Bucket {
     pub fn take_up_to(&mut self, n: u32, now_ms: i64) -> u32 {
         let now = now_ms.saturating_mul(1000);
         let base = self.tat_us.max(now);
-        // Admitted while `base + k·interval - tolerance <= now`, i.e. k ≤ (now + tolerance - base) / interval.
+        // Admitted while `base + (k - 1)·interval - tolerance <= now`.
         let room = now + self.tolerance_us - base;
         if room < 0 {
             return 0;
@@ -89,6 +72,114 @@ impl Bucket {
         let earliest = self.tat_us - self.tolerance_us;
         // Rounded up so that waiting that long is always enough.
         ((earliest - now_ms.saturating_mul(1000) + 999) / 1000).max(0)
+    }
+}
+
+/// The admissions of the last second, so that no one-second window holds more than `cap`.
+#[derive(Clone, Debug)]
+struct Window {
+    cap: u64,
+    /// (millisecond, admissions in it), oldest first, all within the last second.
+    recent: VecDeque<(i64, u64)>,
+    count: u64,
+}
+
+impl Window {
+    fn forget_before(&mut self, now_ms: i64) {
+        while let Some((t, k)) = self.recent.front().copied() {
+            if t > now_ms - 1000 {
+                break;
+            }
+            self.recent.pop_front();
+            self.count -= k;
+        }
+    }
+
+    /// How many more may be admitted at `now_ms`.
+    fn room(&mut self, now_ms: i64) -> u64 {
+        self.forget_before(now_ms);
+        self.cap.saturating_sub(self.count)
+    }
+
+    fn admit(&mut self, now_ms: i64, k: u64) {
+        if k == 0 {
+            return;
+        }
+        match self.recent.back_mut() {
+            Some((t, n)) if *t == now_ms => *n += k,
+            _ => self.recent.push_back((now_ms, k)),
+        }
+        self.count += k;
+    }
+
+    /// Milliseconds until one more may be admitted (0 when now).
+    fn wait_ms(&self, now_ms: i64) -> i64 {
+        if self.count < self.cap {
+            return 0;
+        }
+        // Once enough of the oldest admissions leave the window, there is room again.
+        let mut leaving = 0;
+        for (t, k) in &self.recent {
+            leaving += k;
+            if self.count - leaving < self.cap {
+                return (t + 1000 - now_ms).max(0);
+            }
+        }
+        1000
+    }
+}
+
+/// The broadcast's overall rate: a bucket at 98% of the configured rate that lets a late sender
+/// catch up by up to 3% of it at once, under a cap of 99% of the rate (the rate itself below
+/// 100/s, where the bucket alone stays under it) on every one-second window, aligned anywhere.
+#[derive(Clone, Debug)]
+pub struct Pace {
+    bucket: Bucket,
+    window: Window,
+}
+
+impl Pace {
+    /// The pace for a configured `per_second`.
+    pub fn new(per_second: u32) -> Pace {
+        let rate = u64::from(per_second.max(1));
+        // Rounded up: the interval is never shorter than the pace asks.
+        let interval_us = (1_000_000_000u64).div_ceil(rate * PACE_PER_MILLE);
+        let interval_us = i64::try_from(interval_us).unwrap_or(i64::MAX / 4);
+        let burst = i64::try_from((rate * BURST_PER_MILLE / 1000).max(1)).unwrap_or(1);
+        Pace {
+            bucket: Bucket {
+                interval_us,
+                tolerance_us: interval_us * (burst - 1) + SLACK_US,
+                tat_us: i64::MIN / 2,
+            },
+            window: Window {
+                cap: (rate - rate / 100).max(1),
+                recent: VecDeque::new(),
+                count: 0,
+            },
+        }
+    }
+
+    /// Admits as many of `n` messages as the pace allows at `now_ms`; returns how many.
+    pub fn take_up_to(&mut self, n: u32, now_ms: i64) -> u32 {
+        let room = u32::try_from(self.window.room(now_ms)).unwrap_or(u32::MAX);
+        let k = self.bucket.take_up_to(n.min(room), now_ms);
+        self.window.admit(now_ms, u64::from(k));
+        k
+    }
+
+    /// Admits one message at `now_ms`, or says how many milliseconds to wait.
+    pub fn try_acquire(&mut self, now_ms: i64) -> Result<(), i64> {
+        if self.take_up_to(1, now_ms) == 1 {
+            Ok(())
+        } else {
+            Err(self.wait_ms(now_ms).max(1))
+        }
+    }
+
+    /// Milliseconds until a message would be admitted (0 when now).
+    pub fn wait_ms(&self, now_ms: i64) -> i64 {
+        self.bucket.wait_ms(now_ms).max(self.window.wait_ms(now_ms))
     }
 }
 
@@ -159,15 +250,17 @@ mod tests {
 
     #[test]
     fn a_late_wake_up_gets_every_token_it_is_owed_up_to_the_burst() {
-        // 1,000/s configured: 980/s, a burst of 5 and 5 ms of slack (about 4 more).
-        let mut b = Bucket::for_rate(1000);
-        assert_eq!(b.take_up_to(100, 0), 9);
+        // 1,000/s configured: 980/s, a burst of 30 and 5 ms of slack (about 4 more).
+        let mut b = Pace::new(1000);
+        assert_eq!(b.take_up_to(100, 0), 34);
         assert_eq!(b.take_up_to(100, 0), 0);
         // 4 ms later, about 4 more are due.
         assert_eq!(b.take_up_to(100, 4), 4);
         // Asking for fewer than are due takes only those.
         assert_eq!(b.take_up_to(1, 10), 1);
         assert_eq!(b.take_up_to(100, 10), 5);
+        // After a 30 ms stall, all 30 owed at once.
+        assert_eq!(b.take_up_to(100, 40), 30);
     }
 
     #[test]
@@ -198,7 +291,7 @@ mod tests {
     /// A sender as the broadcast's is: it asks for up to `want` tokens, then sleeps the wait the
     /// bucket names (at least 1 ms) plus a late timer's `late` ms, for `secs` of simulated time.
     fn simulate(rate: u32, want: u32, lateness: &[i64], secs: i64) -> Vec<i64> {
-        let mut b = Bucket::for_rate(rate);
+        let mut b = Pace::new(rate);
         let mut t = 0;
         let mut admitted = Vec::new();
         let mut i = 0;
@@ -242,7 +335,7 @@ mod tests {
             rate in 1u32..3000,
             steps in prop::collection::vec((0i64..60, 1u32..40), 1..3000),
         ) {
-            let mut b = Bucket::for_rate(rate);
+            let mut b = Pace::new(rate);
             let mut t = 0;
             let mut admitted = Vec::new();
             for (s, want) in steps {

@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::dispatch::{self, Dispatcher, Pauses};
-use super::limiter::Bucket;
+use super::limiter::Pace;
 use super::outcome;
 use super::progress::{self, Progress};
 use super::texts;
@@ -53,7 +54,7 @@ pub struct Sender {
 }
 
 struct State {
-    global: Arc<Mutex<Bucket>>,
+    global: Arc<Mutex<Pace>>,
     running: watch::Sender<Vec<Arc<Broadcast>>>,
     /// Broadcasts whose progress message must be updated as soon as allowed.
     dirty: HashSet<i64>,
@@ -74,9 +75,7 @@ impl Sender {
         if let Err(e) = store::requeue_recall(&self.app.db).await {
             tracing::error!(error = %e, "cannot resume recalls");
         }
-        let global = Arc::new(Mutex::new(Bucket::for_rate(
-            self.app.settings.broadcast_rate,
-        )));
+        let global = Arc::new(Mutex::new(Pace::new(self.app.settings.broadcast_rate)));
         let pauses: Pauses = Default::default();
         let (running, running_rx) = watch::channel(Vec::new());
         let recheck = Arc::new(Notify::new());
@@ -98,12 +97,14 @@ impl Sender {
             dirty: HashSet::new(),
             pauses,
         };
-        // All three run inside this future: aborting it (a crash, in tests) stops them all.
-        tokio::join!(
-            self.housekeeping_loop(st, recheck, shutdown.clone()),
-            dispatcher.run(shutdown),
-            outcome::record_all(self.app.clone(), outcomes_rx),
-        );
+        // Sending and recording have their own tasks, so that the rate does not wait for the
+        // housekeeping's queries; the set belongs to this future, so aborting it (a crash, in
+        // tests) stops them all.
+        let mut tasks = JoinSet::new();
+        tasks.spawn(dispatcher.run(shutdown.clone()));
+        tasks.spawn(outcome::record_all(self.app.clone(), outcomes_rx));
+        self.housekeeping_loop(st, recheck, shutdown).await;
+        while tasks.join_next().await.is_some() {}
         tracing::info!("broadcast sender stopped");
     }
 
