@@ -20,6 +20,9 @@ const PACE_PER_MILLE: u64 = 980;
 const BURST_PER_MILLE: u64 = 30;
 /// Extra tolerance of the overall bucket: a timer firing up to this late loses nothing.
 const SLACK_US: i64 = 5_000;
+/// The margin under the configured rate that no one-second window reaches, in thousandths of it
+/// (rounded down: none below 67/s, where the bucket alone keeps each second under the rate).
+const MARGIN_PER_MILLE: u64 = 15;
 
 /// One bucket: messages at a fixed interval, a few at once.
 #[derive(Clone, Debug)]
@@ -130,8 +133,8 @@ impl Window {
 }
 
 /// The broadcast's overall rate: a bucket at 98% of the configured rate that lets a late sender
-/// catch up by up to 3% of it at once, under a cap of 99% of the rate (the rate itself below
-/// 100/s, where the bucket alone stays under it) on every one-second window, aligned anywhere.
+/// catch up by up to 3% of it at once, under a cap of 98.5% of the rate (1,000/s: 985) on every
+/// one-second window, aligned anywhere.
 #[derive(Clone, Debug)]
 pub struct Pace {
     bucket: Bucket,
@@ -153,7 +156,7 @@ impl Pace {
                 tat_us: i64::MIN / 2,
             },
             window: Window {
-                cap: (rate - rate / 100).max(1),
+                cap: (rate - rate * MARGIN_PER_MILLE / 1000).max(1),
                 recent: VecDeque::new(),
                 count: 0,
             },
@@ -364,11 +367,18 @@ mod tests {
     }
 
     #[test]
-    fn at_a_thousand_per_second_the_bucket_stays_within_3_percent_and_under_the_rate() {
+    fn at_a_thousand_per_second_the_pace_stays_within_3_percent_and_15_under_the_rate() {
         // A timer that fires 1 ms late every time, and 3 ms late now and then.
         let admitted = simulate(1000, 64, &[1, 1, 1, 3, 0, 1, 2], 20);
         let rate = admitted.len() as f64 / 20.0;
         assert!((970.0..=1000.0).contains(&rate), "{rate}/s");
-        assert!(busiest_second(&admitted) <= 1000);
+        assert!(busiest_second(&admitted) <= 985);
+        // Stalled 30 ms every 250 ms (a busy machine): still within 3%, still 15 under the rate.
+        let mut stalls = vec![1; 200];
+        stalls.push(30);
+        let admitted = simulate(1000, 64, &stalls, 20);
+        let rate = admitted.len() as f64 / 20.0;
+        assert!((970.0..=1000.0).contains(&rate), "{rate}/s with stalls");
+        assert!(busiest_second(&admitted) <= 985);
     }
 }
