@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::limiter::{Pace, PerChat};
 use super::outcome::{Outcome, Record};
@@ -26,13 +27,16 @@ use crate::storage::StorageError;
 use crate::storage::broadcasts::{self as store, Broadcast, Claimed, Claims, Eligibility};
 use crate::telegram::send::{self, SendError};
 
-/// Requests in flight, or sent and waiting for their outcome to be written, at once (a quarter
-/// of a second at 1,000/s, so that a slow commit does not hold sending back).
-const MAX_IN_FLIGHT: usize = 256;
-/// How far ahead recipients are claimed, in milliseconds of sending at the configured rate.
-const CLAIM_AHEAD_MS: u64 = 50;
-/// Most recipients claimed in one transaction.
-const MAX_CLAIM: u32 = 100;
+/// Requests in flight, or sent and waiting for their outcome to be written, at once (half a
+/// second at 1,000/s, so that a slow commit does not hold sending back).
+const MAX_IN_FLIGHT: usize = 512;
+/// Recipients claimed ahead cover two of the slowest recent claims and this much more.
+const CLAIM_MARGIN_MS: u64 = 25;
+/// Never more claimed ahead than this much sending (nor than [`MAX_AHEAD`]).
+const MAX_AHEAD_MS: u64 = 500;
+const MAX_AHEAD: u64 = 500;
+/// The slowest recent claim is forgotten at this many milliseconds per second.
+const FORGET_MS_PER_S: f64 = 50.0;
 
 /// Pauses per broadcast (until, Unix ms), shared with the housekeeping that reads them back.
 pub type Pauses = Arc<Mutex<HashMap<i64, i64>>>;
@@ -49,11 +53,38 @@ struct Lane {
     sent_since_dry: bool,
 }
 
-/// The claim size and the low-water mark that triggers the next claim.
-fn claim_sizes(rate: u32) -> (usize, usize) {
-    let ahead = (u64::from(rate) * CLAIM_AHEAD_MS / 1000).clamp(2, u64::from(MAX_CLAIM));
-    let ahead = usize::try_from(ahead).unwrap_or(2);
-    (ahead, ahead / 2)
+/// How many recipients to hold claimed ahead, and the low-water mark that triggers the next
+/// claim, at `rate` when claims take up to `claim_ms`: enough to keep sending through a slow
+/// commit (a busy disk makes one take hundreds of milliseconds), few when the database is quick,
+/// since a crash turns what was claimed ahead into `unknown`.
+fn claim_sizes(rate: u32, claim_ms: u64) -> (usize, usize) {
+    let rate = u64::from(rate);
+    let cap = (rate * MAX_AHEAD_MS / 1000).clamp(2, MAX_AHEAD);
+    let low = (rate * (2 * claim_ms + CLAIM_MARGIN_MS) / 1000).clamp(1, cap / 2);
+    let ahead = (2 * low).clamp(2, cap);
+    (
+        usize::try_from(ahead).unwrap_or(2),
+        usize::try_from(low).unwrap_or(1),
+    )
+}
+
+/// The slowest recent claim, forgotten little by little.
+#[derive(Debug)]
+struct ClaimLatency {
+    peak_ms: f64,
+    at: Instant,
+}
+
+impl ClaimLatency {
+    fn now_ms(&self, now: Instant) -> f64 {
+        let since = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.peak_ms - since * FORGET_MS_PER_S).max(0.0)
+    }
+
+    fn observe(&mut self, took: Duration, now: Instant) {
+        self.peak_ms = self.now_ms(now).max(took.as_secs_f64() * 1000.0);
+        self.at = now;
+    }
 }
 
 /// The dispatcher's handles on the rest of the sender.
@@ -78,7 +109,8 @@ struct State {
     per_chat: PerChat,
     permits: Arc<Semaphore>,
     sends: JoinSet<()>,
-    claims: JoinSet<(i64, Result<Claims, StorageError>)>,
+    claims: JoinSet<(i64, Duration, Result<Claims, StorageError>)>,
+    claim_latency: ClaimLatency,
     /// Where the next dispatch starts, so that broadcasts share the rate.
     turn: usize,
 }
@@ -93,6 +125,10 @@ impl Dispatcher {
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             sends: JoinSet::new(),
             claims: JoinSet::new(),
+            claim_latency: ClaimLatency {
+                peak_ms: 0.0,
+                at: Instant::now(),
+            },
             turn: 0,
         };
         let mut running = self.running.clone();
@@ -103,8 +139,8 @@ impl Dispatcher {
             }
             while st.sends.try_join_next().is_some() {}
             while let Some(done) = st.claims.try_join_next() {
-                if let Ok((id, result)) = done {
-                    self.claimed(&mut st, id, result);
+                if let Ok((id, took, result)) = done {
+                    self.claimed(&mut st, id, took, result);
                 }
             }
             if running.has_changed().unwrap_or(false) {
@@ -126,8 +162,8 @@ impl Dispatcher {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wake) => {}
-                Some(Ok((id, result))) = st.claims.join_next(), if !st.claims.is_empty() => {
-                    self.claimed(&mut st, id, result);
+                Some(Ok((id, took, result))) = st.claims.join_next(), if !st.claims.is_empty() => {
+                    self.claimed(&mut st, id, took, result);
                 }
                 Ok(()) = running.changed() => {
                     // `changed` marks the list seen: take it in now.
@@ -139,8 +175,8 @@ impl Dispatcher {
         }
         // Claims in flight are awaited so that what they took can be put back.
         while let Some(done) = st.claims.join_next().await {
-            if let Ok((id, result)) = done {
-                self.claimed(&mut st, id, result);
+            if let Ok((id, took, result)) = done {
+                self.claimed(&mut st, id, took, result);
             }
         }
         let now = self.app.clock.now_ms();
@@ -151,7 +187,14 @@ impl Dispatcher {
     }
 
     /// Takes in what a claim found.
-    fn claimed(&self, st: &mut State, id: i64, result: Result<Claims, StorageError>) {
+    fn claimed(
+        &self,
+        st: &mut State,
+        id: i64,
+        took: Duration,
+        result: Result<Claims, StorageError>,
+    ) {
+        st.claim_latency.observe(took, Instant::now());
         let Some(lane) = st.lanes.get_mut(&id) else {
             // The broadcast stopped running meanwhile.
             if let Ok(claims) = result {
@@ -223,7 +266,8 @@ impl Dispatcher {
     /// recipients back; the others claim more when they run low.
     fn hold_or_refill(&self, st: &mut State, now: i64) {
         let quiet = super::is_quiet(&self.app.settings, now);
-        let (ahead, low) = claim_sizes(self.app.settings.broadcast_rate);
+        let claim_ms = st.claim_latency.now_ms(Instant::now());
+        let (ahead, low) = claim_sizes(self.app.settings.broadcast_rate, claim_ms as u64);
         for (id, lane) in st.lanes.iter_mut() {
             let paused = paused_until(&self.pauses, *id, now);
             if quiet || paused.is_some() || lane.broadcast.expires_at <= now {
@@ -244,8 +288,9 @@ impl Dispatcher {
             let id = *id;
             lane.claiming = true;
             st.claims.spawn(async move {
+                let started = Instant::now();
                 let result = store::claim_due(&db, id, e, want.max(1)).await;
-                (id, result)
+                (id, started.elapsed(), result)
             });
         }
     }
@@ -479,8 +524,12 @@ mod tests {
 
     #[test]
     fn claims_reach_about_50_ms_ahead_within_bounds() {
-        assert_eq!(claim_sizes(1000), (50, 25));
-        assert_eq!(claim_sizes(25), (2, 1));
-        assert_eq!(claim_sizes(100_000), (100, 50));
+        // A quick database: about 70 ms of sending at 1,000/s.
+        assert_eq!(claim_sizes(1000, 5), (70, 35));
+        // Claims taking 230 ms: half a second's worth.
+        assert_eq!(claim_sizes(1000, 230), (500, 250));
+        assert_eq!(claim_sizes(25, 5), (2, 1));
+        assert_eq!(claim_sizes(100, 230), (50, 25));
+        assert_eq!(claim_sizes(100_000, 0), (500, 250));
     }
 }
