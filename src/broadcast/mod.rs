@@ -4,18 +4,21 @@
 //! - [`html`]: the marketer's HTML checked against Telegram's HTML parse mode (pure).
 //! - [`limiter`]: exact token buckets over the injected clock (pure).
 //! - [`draft`]: a broadcast being composed, validated the same way by the CLI and the staff chat.
-//! - [`sender`]: the sending engine (claims, outcomes, pauses, recalls) run by `leadbot run`.
+//! - [`sender`]: the sending engine run by `leadbot run`: starts, progress, completions, recalls.
+//! - [`dispatch`]: claims in batches, pacing, requests; [`outcome`]: their outcomes, in batches.
 //! - [`progress`]: the progress and final report text (pure).
 //! - [`offer`]: the offer button: clicks, score, expiry.
 //! - [`flow`]: the staff chat's guided `/broadcast`.
 //! - [`cli`]: `leadbot broadcast …`.
 
 pub mod cli;
+pub mod dispatch;
 pub mod draft;
 pub mod flow;
 pub mod html;
 pub mod limiter;
 pub mod offer;
+pub mod outcome;
 pub mod progress;
 pub mod segment;
 pub mod sender;

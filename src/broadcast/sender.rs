@@ -2,36 +2,39 @@
 //!
 //! - A scheduled broadcast starts when due: its recipients are materialised in one transaction
 //!   (only one replica can take it).
-//! - Each send is claimed (`sending`) in its own committed write before the request, then marked
-//!   `sent` / `failed` / `blocked`, or put back with a backoff. A row still `sending` at start-up
-//!   is counted `unknown` and never sent again, so a crash can lose an offer but never double it.
+//! - Recipients are claimed (`sending`, committed) in batches before their requests, then marked
+//!   `sent` / `failed` / `blocked`, or put back with a backoff; outcomes that finish together are
+//!   written in one transaction. A row still `sending` at start-up is counted `unknown` and never
+//!   sent again, so a crash can lose an offer but never double it. See [`super::dispatch`].
 //! - The overall rate (`LEADBOT_BROADCAST_RATE`) and one message per second per chat are kept by
 //!   exact token buckets over the injected clock; quiet hours pause sending; a 429 pauses the whole
 //!   broadcast for `retry_after`; a 403 marks the lead blocked.
 //! - The staff chat gets a progress message edited at most every 3 seconds, and a final report.
 //! - Recalls delete sent messages (within 48 hours of sending).
+//!
+//! Housekeeping (starts, expiries, completions, progress, recalls) runs beside the sending, so
+//! that its queries never hold a request back.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::limiter::{Bucket, PerChat};
+use super::dispatch::{self, Dispatcher, Pauses};
+use super::limiter::Pace;
+use super::outcome;
 use super::progress::{self, Progress};
 use super::texts;
 use crate::app::App;
 use crate::app::texts::Lang;
 use crate::domain::CallbackData;
-use crate::outbox::{Action, Button, Markup, backoff};
-use crate::storage::broadcasts::{self as store, Broadcast, Claim, Claimed, Eligibility};
-use crate::storage::{self, StorageError};
+use crate::outbox::{Action, Button, Markup};
+use crate::storage::StorageError;
+use crate::storage::broadcasts::{self as store, Broadcast, Eligibility};
 use crate::telegram::send::{self, SendError};
 
-/// Sends in flight at once (the rate limiter decides how fast they start).
-const MAX_IN_FLIGHT: usize = 64;
 /// How often schedules, expiries, completions and recalls are looked at.
 const HOUSEKEEPING_MS: i64 = 250;
 /// The progress message is edited at most this often.
@@ -40,8 +43,6 @@ pub const PROGRESS_EVERY_MS: i64 = 3_000;
 const REPORT_REFRESH_MS: i64 = 30_000;
 /// The window the current rate is measured over.
 const RATE_WINDOW_MS: i64 = 10_000;
-/// Claims per broadcast per round, so several broadcasts share the rate.
-const CLAIMS_PER_ROUND: usize = 64;
 
 /// The broadcast sender.
 pub struct Sender {
@@ -52,28 +53,17 @@ pub struct Sender {
     pub tick: Duration,
 }
 
-type Pauses = Arc<Mutex<HashMap<i64, i64>>>;
-
-type Shared<T> = Arc<Mutex<T>>;
-
 struct State {
-    global: Bucket,
-    per_chat: Shared<PerChat>,
-    running: Vec<Arc<Broadcast>>,
-    /// Broadcasts a claim found with nothing due (until the next housekeeping).
-    empty: Shared<HashSet<i64>>,
-    recheck: Arc<AtomicBool>,
+    global: Arc<Mutex<Pace>>,
+    running: watch::Sender<Vec<Arc<Broadcast>>>,
     /// Broadcasts whose progress message must be updated as soon as allowed.
     dirty: HashSet<i64>,
-    last_housekeeping: i64,
     pauses: Pauses,
-    tasks: JoinSet<()>,
-    permits: Arc<Semaphore>,
 }
 
 impl Sender {
-    /// Runs until shutdown; sends in flight are finished before it returns.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until shutdown; sends in flight are finished and recorded before it returns.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         match store::in_flight_to_unknown(&self.app.db).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -85,40 +75,60 @@ impl Sender {
         if let Err(e) = store::requeue_recall(&self.app.db).await {
             tracing::error!(error = %e, "cannot resume recalls");
         }
-        let mut st = State {
-            global: Bucket::new(self.app.settings.broadcast_rate, 1),
-            per_chat: Arc::new(Mutex::new(PerChat::new(1))),
-            running: Vec::new(),
-            empty: Arc::new(Mutex::new(HashSet::new())),
-            recheck: Arc::new(AtomicBool::new(false)),
-            dirty: HashSet::new(),
-            last_housekeeping: i64::MIN,
-            pauses: Arc::new(Mutex::new(HashMap::new())),
-            tasks: JoinSet::new(),
-            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        let global = Arc::new(Mutex::new(Pace::new(self.app.settings.broadcast_rate)));
+        let pauses: Pauses = Default::default();
+        let (running, running_rx) = watch::channel(Vec::new());
+        let recheck = Arc::new(Notify::new());
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher {
+            app: self.app.clone(),
+            bot: self.bot.clone(),
+            token: self.token.clone(),
+            global: global.clone(),
+            pauses: pauses.clone(),
+            running: running_rx,
+            recheck: recheck.clone(),
+            outcomes,
+            idle: self.tick.min(Duration::from_millis(500)),
         };
-        let idle = self.tick.min(Duration::from_millis(500));
+        let st = State {
+            global,
+            running,
+            dirty: HashSet::new(),
+            pauses,
+        };
+        // Sending and recording have their own tasks, so that the rate does not wait for the
+        // housekeeping's queries; the set belongs to this future, so aborting it (a crash, in
+        // tests) stops them all.
+        let mut tasks = JoinSet::new();
+        tasks.spawn(dispatcher.run(shutdown.clone()));
+        tasks.spawn(outcome::record_all(self.app.clone(), outcomes_rx));
+        self.housekeeping_loop(st, recheck, shutdown).await;
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("broadcast sender stopped");
+    }
+
+    async fn housekeeping_loop(
+        &self,
+        mut st: State,
+        recheck: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let every = Duration::from_millis(HOUSEKEEPING_MS.unsigned_abs());
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            while st.tasks.try_join_next().is_some() {}
-            let worked = match self.round(&mut st).await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, "broadcast round failed; retrying");
-                    false
-                }
-            };
-            if !worked {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = shutdown.changed() => {}
-                }
+            let now = self.app.clock.now_ms();
+            if let Err(e) = self.housekeeping(&mut st, now).await {
+                tracing::warn!(error = %e, "broadcast housekeeping failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = recheck.notified() => {}
+                _ = shutdown.changed() => {}
             }
         }
-        while st.tasks.join_next().await.is_some() {}
-        tracing::info!("broadcast sender stopped");
     }
 
     fn eligibility(&self, now: i64) -> Eligibility {
@@ -126,68 +136,6 @@ impl Sender {
             now,
             max_per_week: self.app.settings.max_offers_per_week,
         }
-    }
-
-    /// One round: housekeeping when due, then claims for every running broadcast.
-    async fn round(&self, st: &mut State) -> Result<bool, StorageError> {
-        let now = self.app.clock.now_ms();
-        if now.saturating_sub(st.last_housekeeping) >= HOUSEKEEPING_MS || now < st.last_housekeeping
-        {
-            self.housekeeping(st, now).await?;
-            st.last_housekeeping = now;
-        }
-        if super::is_quiet(&self.app.settings, now) {
-            return Ok(false);
-        }
-        if st.recheck.swap(false, Ordering::SeqCst) {
-            // A claim found a broadcast empty: look for its completion soon.
-            st.last_housekeeping = i64::MIN;
-        }
-        let mut worked = false;
-        for b in st.running.clone() {
-            for _ in 0..CLAIMS_PER_ROUND {
-                let now = self.app.clock.now_ms();
-                if is_empty(&st.empty, b.id) || b.expires_at <= now || paused(&st.pauses, b.id, now)
-                {
-                    break;
-                }
-                let now = loop {
-                    let now = self.app.clock.now_ms();
-                    match st.global.try_acquire(now) {
-                        Ok(()) => break now,
-                        Err(wait) => {
-                            tokio::time::sleep(Duration::from_millis(wait.clamp(1, 1000) as u64))
-                                .await
-                        }
-                    }
-                };
-                if paused(&st.pauses, b.id, now) {
-                    break;
-                }
-                let Ok(permit) = st.permits.clone().acquire_owned().await else {
-                    break;
-                };
-                worked = true;
-                // Claims run concurrently (each is its own committed write before its request);
-                // the token bucket above decides how fast they start.
-                let job = Delivery {
-                    app: self.app.clone(),
-                    bot: self.bot.clone(),
-                    token: self.token.clone(),
-                    broadcast: b.clone(),
-                    pauses: st.pauses.clone(),
-                    per_chat: st.per_chat.clone(),
-                    empty: st.empty.clone(),
-                    recheck: st.recheck.clone(),
-                    max_per_week: self.app.settings.max_offers_per_week,
-                };
-                st.tasks.spawn(async move {
-                    job.claim_and_deliver(now).await;
-                    drop(permit);
-                });
-            }
-        }
-        Ok(worked)
     }
 
     async fn housekeeping(&self, st: &mut State, now: i64) -> Result<(), StorageError> {
@@ -224,10 +172,8 @@ impl Sender {
             }
             if let Some(until) = b.paused_until
                 && until > now
-                && let Ok(mut p) = st.pauses.lock()
             {
-                let e = p.entry(b.id).or_insert(until);
-                *e = (*e).max(until);
+                dispatch::pause(&st.pauses, b.id, until);
             }
             if store::finish_if_complete(db, b.id, now).await? {
                 tracing::info!(broadcast_id = b.id, "broadcast finished");
@@ -237,10 +183,8 @@ impl Sender {
                 still.push(Arc::new(b));
             }
         }
-        st.running = still;
-        if let Ok(mut e) = st.empty.lock() {
-            e.clear();
-        }
+        // The dispatcher follows this list (and may claim again from every broadcast on it).
+        st.running.send_replace(still);
         for b in store::reports_due(db, now, REPORT_REFRESH_MS).await? {
             self.progress_soon(st, b.id, now).await?;
         }
@@ -270,10 +214,19 @@ impl Sender {
                 continue;
             };
             loop {
-                match st.global.try_acquire(self.app.clock.now_ms()) {
+                let now = self.app.clock.now_ms();
+                let admitted = st
+                    .global
+                    .lock()
+                    .map(|mut g| g.try_acquire(now))
+                    .unwrap_or(Err(1));
+                match admitted {
                     Ok(()) => break,
                     Err(wait) => {
-                        tokio::time::sleep(Duration::from_millis(wait.clamp(1, 1000) as u64)).await
+                        tokio::time::sleep(Duration::from_millis(
+                            wait.clamp(1, 1000).unsigned_abs(),
+                        ))
+                        .await
                     }
                 }
             }
@@ -378,17 +331,6 @@ pub async fn snapshot(app: &App, b: &Broadcast, now: i64) -> Result<Progress, St
     Ok(Progress::new(b, counts, recent, window, paused))
 }
 
-fn is_empty(empty: &Shared<HashSet<i64>>, id: i64) -> bool {
-    empty.lock().map(|e| e.contains(&id)).unwrap_or(false)
-}
-
-fn paused(pauses: &Pauses, id: i64, now: i64) -> bool {
-    pauses
-        .lock()
-        .map(|p| p.get(&id).is_some_and(|until| *until > now))
-        .unwrap_or(false)
-}
-
 /// The offer's keyboard: the call-to-action (if any) and the unsubscribe button.
 pub fn offer_markup(b: &Broadcast, lang: Lang) -> Markup {
     let mut rows = Vec::new();
@@ -403,138 +345,4 @@ pub fn offer_markup(b: &Broadcast, lang: Lang) -> Markup {
         data: CallbackData::Unsubscribe.to_string(),
     }]);
     Markup::Inline { rows }
-}
-
-struct Delivery {
-    app: Arc<App>,
-    bot: teloxide::Bot,
-    token: String,
-    broadcast: Arc<Broadcast>,
-    pauses: Pauses,
-    per_chat: Shared<PerChat>,
-    empty: Shared<HashSet<i64>>,
-    recheck: Arc<AtomicBool>,
-    max_per_week: u32,
-}
-
-impl Delivery {
-    /// Claims the next recipient (its own committed write) and sends its offer.
-    async fn claim_and_deliver(&self, now: i64) {
-        let b = &self.broadcast;
-        let e = Eligibility {
-            now,
-            max_per_week: self.max_per_week,
-        };
-        let claim = match store::claim_next(&self.app.db, b.id, e).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(broadcast_id = b.id, error = %e, "cannot claim a recipient; retrying");
-                return;
-            }
-        };
-        let r = match claim {
-            Claim::Empty => {
-                if let Ok(mut e) = self.empty.lock() {
-                    e.insert(b.id);
-                }
-                self.recheck.store(true, Ordering::SeqCst);
-                return;
-            }
-            Claim::Skipped => return,
-            Claim::Claimed(r) => r,
-        };
-        let chat_wait = self
-            .per_chat
-            .lock()
-            .map(|mut p| p.try_acquire(r.chat_id, now).err())
-            .unwrap_or(None);
-        if let Some(wait) = chat_wait {
-            if let Err(e) = store::retry_at(&self.app.db, r.id, now + wait, None, true).await {
-                tracing::error!(broadcast_id = b.id, error = %e, "cannot put a recipient back");
-            }
-            return;
-        }
-        self.deliver(r).await;
-    }
-
-    async fn deliver(&self, r: Claimed) {
-        if let Err(e) = self.try_deliver(&r).await {
-            // The row stays `sending` and becomes `unknown` at the next start: never doubled.
-            tracing::error!(broadcast_id = self.broadcast.id, recipient = r.id, error = %e, "cannot record an offer's outcome");
-        }
-    }
-
-    #[tracing::instrument(skip_all, fields(broadcast_id = self.broadcast.id, lead_id = r.lead_id))]
-    async fn try_deliver(&self, r: &Claimed) -> Result<(), StorageError> {
-        let b = &self.broadcast;
-        let lang = Lang::from_code(r.language_code.as_deref());
-        let action = Action::SendMessage {
-            text: b.text.clone(),
-            html: true,
-            markup: offer_markup(b, lang),
-            reply_to: None,
-            thread_id: None,
-            lead_topic: false,
-        };
-        let outcome = send::perform(&self.bot, r.chat_id, &action, &self.token).await;
-        let db = &self.app.db;
-        let now = self.app.clock.now_ms();
-        match outcome {
-            Ok(mid) => {
-                let mid = mid.map(i64::from);
-                let mut tx = db.begin().await?;
-                store::mark_sent(&mut tx, r.id, mid, now).await?;
-                storage::messages::record(
-                    &mut tx,
-                    &storage::messages::NewMessage {
-                        lead_id: r.lead_id,
-                        direction: "out",
-                        kind: "offer",
-                        text: Some(&b.text),
-                        update_id: None,
-                        outbox_id: None,
-                        telegram_message_id: mid,
-                        author_id: None,
-                    },
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-            }
-            Err(SendError::RetryAfter(d)) => {
-                let until = now + ms(d.max(Duration::from_secs(1)));
-                tracing::warn!(
-                    seconds = d.as_secs(),
-                    "rate limited by Telegram; broadcast paused"
-                );
-                if let Ok(mut p) = self.pauses.lock() {
-                    let e = p.entry(b.id).or_insert(until);
-                    *e = (*e).max(until);
-                }
-                store::pause_until(db, b.id, until).await?;
-                store::retry_at(db, r.id, until, Some("429 Too Many Requests"), true).await?;
-            }
-            Err(SendError::Blocked(msg)) => {
-                store::mark_final(db, r.id, "blocked", &msg).await?;
-                storage::leads::set_blocked_by_chat(db, r.chat_id, true).await?;
-            }
-            Err(SendError::Permanent(msg)) => {
-                tracing::warn!(error = %msg, "Telegram refused an offer");
-                store::mark_final(db, r.id, "failed", &msg).await?;
-            }
-            Err(SendError::Transient(msg)) => {
-                if r.attempts >= backoff::MAX_ATTEMPTS {
-                    store::mark_final(db, r.id, "failed", &msg).await?;
-                } else {
-                    let at = now + ms(backoff::delay(r.attempts));
-                    store::retry_at(db, r.id, at, Some(&msg), false).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }

@@ -1,4 +1,4 @@
-//! Broadcasts (limited-time offers): recipients materialised at start, per-send claims,
+//! Broadcasts (limited-time offers): recipients materialised at start, claims in batches,
 //! outcomes, clicks, recalls and progress counts. The audience query is in [`super::audience`].
 
 use crate::broadcast::segment::Segment;
@@ -9,7 +9,7 @@ pub use super::recall::{
     RECALL_WINDOW_MS, RecallRequest, ToDelete, claim_recall, recall_waiting, request_recall,
     request_recall_in, requeue_recall, set_recall,
 };
-use super::{Db, StorageError, Tx, with_db, with_tx};
+use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// A broadcast as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -170,16 +170,20 @@ pub struct Claimed {
     pub language_code: Option<String>,
 }
 
-/// What a claim found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// Nothing is due in this broadcast.
-    Empty,
-    /// The next recipient no longer qualifies (unsubscribed, blocked, weekly limit...) and was
-    /// skipped.
-    Skipped,
-    /// The recipient is now `sending`, committed before any request.
-    Claimed(Claimed),
+/// What a claim took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims {
+    /// Recipients now `sending`, committed before any request, in id order.
+    pub claimed: Vec<Claimed>,
+    /// Recipients that no longer qualify (unsubscribed, blocked, weekly limit...), now `skipped`.
+    pub skipped: usize,
+}
+
+impl Claims {
+    /// True when nothing was due in this broadcast.
+    pub fn is_empty(&self) -> bool {
+        self.claimed.is_empty() && self.skipped == 0
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -192,14 +196,19 @@ struct ClaimRow {
     status: String,
 }
 
-/// Claims the next due recipient of a broadcast in one committed statement (PostgreSQL:
-/// `FOR UPDATE SKIP LOCKED`, so concurrent claims and replicas share the work). The lead is
-/// re-checked at this moment: a lead that unsubscribed, blocked the bot, was erased or reached
-/// the weekly limit since the start is `skipped`.
-pub async fn claim_next(db: &Db, broadcast_id: i64, e: Eligibility) -> Result<Claim, StorageError> {
+/// Claims up to `limit` due recipients of a broadcast in one committed transaction
+/// (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so replicas share the work). Each lead is re-checked
+/// at this moment: a lead that unsubscribed, blocked the bot, was erased or reached the weekly
+/// limit since the start is `skipped`.
+pub async fn claim_due(
+    db: &Db,
+    broadcast_id: i64,
+    e: Eligibility,
+    limit: u32,
+) -> Result<Claims, StorageError> {
     let pick = "SELECT r.id FROM broadcast_recipients r
                 WHERE r.broadcast_id = $1 AND r.status = 'pending' AND r.next_attempt_at <= $2
-                ORDER BY r.id LIMIT 1";
+                ORDER BY r.id LIMIT $5";
     let lock = if db.is_postgres() {
         " FOR UPDATE SKIP LOCKED"
     } else {
@@ -216,29 +225,39 @@ pub async fn claim_next(db: &Db, broadcast_id: i64, e: Eligibility) -> Result<Cl
                         AND o.status IN {RECEIVED} AND o.claimed_at >= $3) < $4
                 THEN 'sending' ELSE 'skipped' END,
             claimed_at = $2, attempts = attempts + 1
-         WHERE id = ({pick}{lock})
+         WHERE id IN ({pick}{lock})
          RETURNING id, lead_id, chat_id, attempts, language_code, status"
     );
-    let row: Option<ClaimRow> = with_db!(db, |c| {
+    // Through the write gate: on SQLite this queues behind the outcome records rather than
+    // sleeping in SQLite's busy handler.
+    let mut tx = db.begin().await?;
+    let mut rows: Vec<ClaimRow> = with_tx!(&mut tx, |c| {
         sqlx::query_as(&sql)
             .bind(broadcast_id)
             .bind(e.now)
             .bind(e.now - WEEK_MS)
             .bind(i64::from(e.max_per_week))
-            .fetch_optional(c)
+            .bind(i64::from(limit))
+            .fetch_all(c)
             .await
     })?;
-    Ok(match row {
-        None => Claim::Empty,
-        Some(r) if r.status == "sending" => Claim::Claimed(Claimed {
-            id: r.id,
-            lead_id: r.lead_id,
-            chat_id: r.chat_id,
-            attempts: r.attempts,
-            language_code: r.language_code,
-        }),
-        Some(_) => Claim::Skipped,
-    })
+    tx.commit().await?;
+    rows.sort_by_key(|r| r.id);
+    let mut claims = Claims::default();
+    for r in rows {
+        if r.status == "sending" {
+            claims.claimed.push(Claimed {
+                id: r.id,
+                lead_id: r.lead_id,
+                chat_id: r.chat_id,
+                attempts: r.attempts,
+                language_code: r.language_code,
+            });
+        } else {
+            claims.skipped += 1;
+        }
+    }
+    Ok(claims)
 }
 
 /// Records a delivered offer.
@@ -282,8 +301,13 @@ pub async fn reports_due(
 }
 
 /// Closes a recipient with a final status (`failed`, `blocked`).
-pub async fn mark_final(db: &Db, id: i64, status: &str, error: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+pub async fn mark_final(
+    tx: &mut Tx,
+    id: i64,
+    status: &str,
+    error: &str,
+) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
         sqlx::query("UPDATE broadcast_recipients SET status = $1, last_error = $2 WHERE id = $3")
             .bind(status)
             .bind(error)
@@ -295,20 +319,25 @@ pub async fn mark_final(db: &Db, id: i64, status: &str, error: &str) -> Result<(
     Ok(())
 }
 
-/// Puts a claimed recipient back to be tried at `at`. `undo_attempt` when the request was never
-/// made (a per-chat wait, a 429).
+/// Puts a claimed recipient back to be tried at `at` (`cancelled` instead when its broadcast
+/// was cancelled meanwhile). `undo_attempt` when the request was never made (a per-chat wait, a
+/// 429, a claim not used before a pause or a stop).
 pub async fn retry_at(
-    db: &Db,
+    tx: &mut Tx,
     id: i64,
     at: i64,
     error: Option<&str>,
     undo_attempt: bool,
 ) -> Result<(), StorageError> {
     let undo = i32::from(undo_attempt);
-    with_db!(db, |c| {
+    with_tx!(tx, |c| {
         sqlx::query(
-            "UPDATE broadcast_recipients SET status = 'pending', next_attempt_at = $1,
-                last_error = COALESCE($2, last_error), attempts = attempts - $3, claimed_at = NULL
+            "UPDATE broadcast_recipients SET
+                status = CASE WHEN EXISTS (SELECT 1 FROM broadcasts b
+                    WHERE b.id = broadcast_recipients.broadcast_id AND b.status = 'cancelled')
+                    THEN 'cancelled' ELSE 'pending' END,
+                next_attempt_at = $1, last_error = COALESCE($2, last_error),
+                attempts = attempts - $3, claimed_at = NULL
              WHERE id = $4",
         )
         .bind(at)
@@ -323,8 +352,8 @@ pub async fn retry_at(
 }
 
 /// Pauses a whole broadcast (Telegram answered 429).
-pub async fn pause_until(db: &Db, id: i64, until: i64) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+pub async fn pause_until(tx: &mut Tx, id: i64, until: i64) -> Result<(), StorageError> {
+    with_tx!(tx, |c| {
         sqlx::query(
             "UPDATE broadcasts SET paused_until = $1 WHERE id = $2 AND (paused_until IS NULL OR paused_until < $1)",
         )
@@ -340,7 +369,7 @@ pub async fn pause_until(db: &Db, id: i64, until: i64) -> Result<(), StorageErro
 /// At start-up: sends that were in flight when the process stopped are `unknown` (Telegram may
 /// or may not have delivered them) and are never sent again.
 pub async fn in_flight_to_unknown(db: &Db) -> Result<u64, StorageError> {
-    Ok(with_db!(db, |c| {
+    Ok(write_db!(db, |c| {
         sqlx::query("UPDATE broadcast_recipients SET status = 'unknown' WHERE status = 'sending'")
             .execute(c)
             .await
@@ -350,7 +379,7 @@ pub async fn in_flight_to_unknown(db: &Db) -> Result<u64, StorageError> {
 
 /// Ends a broadcast whose recipients are all handled; true when it ended now.
 pub async fn finish_if_complete(db: &Db, id: i64, now: i64) -> Result<bool, StorageError> {
-    let n = with_db!(db, |c| {
+    let n = write_db!(db, |c| {
         sqlx::query(
             "UPDATE broadcasts SET status = 'done', finished_at = $1 WHERE id = $2 AND status = 'running'
              AND NOT EXISTS (SELECT 1 FROM broadcast_recipients WHERE broadcast_id = $2
@@ -367,7 +396,7 @@ pub async fn finish_if_complete(db: &Db, id: i64, now: i64) -> Result<bool, Stor
 
 /// The offer expired before everyone got it: the rest are not sent.
 pub async fn expire_pending(db: &Db, id: i64) -> Result<u64, StorageError> {
-    Ok(with_db!(db, |c| {
+    Ok(write_db!(db, |c| {
         sqlx::query(
             "UPDATE broadcast_recipients SET status = 'expired' WHERE broadcast_id = $1 AND status = 'pending'",
         )
@@ -418,7 +447,7 @@ pub async fn set_progress(
     message_id: Option<i64>,
     at: i64,
 ) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query(
             "UPDATE broadcasts SET progress_message_id = COALESCE($1, progress_message_id), progress_at = $2 WHERE id = $3",
         )

@@ -2,7 +2,7 @@
 //! Telegram allows.
 
 use super::broadcasts::cancel_in;
-use super::{Db, StorageError, Tx, with_db, with_tx};
+use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// What a recall request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,11 @@ pub async fn claim_recall(db: &Db, limit: i64) -> Result<Vec<ToDelete>, StorageE
                COALESCE(sent_at, 0) AS sent_at";
     Ok(match db {
         Db::Sqlite(p) => {
+            // Behind the write gate: see `write_db!`.
+            let _gate = super::sqlite_write_gate(p)
+                .acquire_owned()
+                .await
+                .map_err(|_| sqlx::Error::PoolClosed)?;
             sqlx::query_as::<_, ToDelete>(&format!(
                 "UPDATE broadcast_recipients SET recall = 'deleting' WHERE id IN ({pick}) {ret}"
             ))
@@ -116,7 +121,7 @@ pub async fn claim_recall(db: &Db, limit: i64) -> Result<Vec<ToDelete>, StorageE
 
 /// Records how a deletion ended (`done`, `failed`, `too_late`) or puts it back (`pending`).
 pub async fn set_recall(db: &Db, id: i64, state: &str) -> Result<(), StorageError> {
-    with_db!(db, |c| {
+    write_db!(db, |c| {
         sqlx::query("UPDATE broadcast_recipients SET recall = $1 WHERE id = $2")
             .bind(state)
             .bind(id)
@@ -129,7 +134,7 @@ pub async fn set_recall(db: &Db, id: i64, state: &str) -> Result<(), StorageErro
 
 /// Deletions interrupted by a stop are tried again (deleting twice is harmless).
 pub async fn requeue_recall(db: &Db) -> Result<u64, StorageError> {
-    Ok(with_db!(db, |c| {
+    Ok(write_db!(db, |c| {
         sqlx::query("UPDATE broadcast_recipients SET recall = 'pending' WHERE recall = 'deleting'")
             .execute(c)
             .await

@@ -802,3 +802,88 @@ both_databases! {
         assert!(leads::by_telegram(&app.db, manager.id).await.unwrap().is_none(), "no lead was made of the manager's drafting");
     }
 }
+
+both_databases! {
+    async fn a_claim_takes_due_recipients_in_order_up_to_its_limit_and_skips_who_no_longer_qualifies(backend: Backend) {
+        let test_db = crate::support::app::TestDb::create(&backend).await;
+        let db = Db::connect(&test_db.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let now = 1_800_000_000_000;
+        let seeds: Vec<Seed> = (0..5).map(|i| Seed::consenting(9_100 + i)).collect();
+        let ids = seed(&db, &seeds, now).await;
+        let segment = Segment::default();
+        let id = store::insert(&db, &NewBroadcast {
+            text: "Предложение", button: None, segment: &segment, score: 30,
+            start_at: now, expires_at: now + 3_600_000, created_by: "test",
+        }, now).await.expect("insert");
+        let e = Eligibility { now, max_per_week: 10 };
+        assert_eq!(store::start(&db, id, &segment, e).await.expect("start"), Some(5));
+        // The second lead unsubscribes after the start.
+        let mut tx = db.begin().await.expect("begin");
+        let mut lead = leads::by_telegram(&db, 9_101).await.unwrap().unwrap();
+        lead.unsubscribed = true;
+        leads::save(&mut tx, &lead).await.expect("save");
+        tx.commit().await.expect("commit");
+
+        let first = store::claim_due(&db, id, e, 3).await.expect("claim");
+        let leads_claimed: Vec<i64> = first.claimed.iter().map(|r| r.lead_id).collect();
+        assert_eq!(leads_claimed, vec![ids[0], ids[2]], "in order, the unsubscribed one skipped");
+        assert_eq!(first.skipped, 1);
+        assert!(first.claimed.iter().all(|r| r.attempts == 1));
+        let second = store::claim_due(&db, id, e, 10).await.expect("claim");
+        assert_eq!(second.claimed.iter().map(|r| r.lead_id).collect::<Vec<_>>(), vec![ids[3], ids[4]]);
+        assert!(store::claim_due(&db, id, e, 10).await.expect("claim").is_empty());
+        let c = store::counts(&db, id).await.unwrap();
+        assert_eq!((c.sending, c.skipped, c.pending), (4, 1, 0));
+
+        // A claimed recipient put back without a request: due again, the attempt not counted.
+        let back = &second.claimed[0];
+        let mut tx = db.begin().await.expect("begin");
+        store::retry_at(&mut tx, back.id, now + 500, None, true).await.expect("retry");
+        tx.commit().await.expect("commit");
+        assert!(store::claim_due(&db, id, e, 10).await.expect("claim").is_empty(), "not due yet");
+        let later = Eligibility { now: now + 500, ..e };
+        let again = store::claim_due(&db, id, later, 10).await.expect("claim");
+        assert_eq!(again.claimed.len(), 1);
+        assert_eq!((again.claimed[0].id, again.claimed[0].attempts), (back.id, 1));
+
+        // Once the broadcast is cancelled, what is put back is cancelled rather than pending.
+        assert!(store::cancel(&db, id, now + 600).await.expect("cancel"));
+        let mut tx = db.begin().await.expect("begin");
+        for r in &first.claimed {
+            store::retry_at(&mut tx, r.id, now + 600, None, true).await.expect("retry");
+        }
+        tx.commit().await.expect("commit");
+        let c = store::counts(&db, id).await.unwrap();
+        assert_eq!((c.pending, c.cancelled, c.sending), (0, 2, 2), "{c:?}");
+        db.close().await;
+    }
+}
+
+both_databases! {
+    async fn a_stop_mid_broadcast_gives_back_what_was_claimed_ahead_and_the_restart_serves_everyone_once(backend: Backend) {
+        let mut app = TestApp::spawn_configured(backend, shipped_dialogues(), |s| {
+            s.broadcast_rate = 200;
+        })
+        .await;
+        let n = 800;
+        let seeds: Vec<Seed> = (0..n).map(|i| Seed::consenting(600_000 + i)).collect();
+        seed(&app.db, &seeds, app.clock.now_ms()).await;
+        let id = create(&app, "Предложение до остановки", None, "all", Duration::from_secs(3600)).await;
+        eventually("some were sent", WAIT, || async {
+            store::counts(&app.db, id).await.map(|c| c.sent >= 100).unwrap_or(false)
+        })
+        .await;
+        app.stop().await;
+        let at_stop = store::counts(&app.db, id).await.unwrap();
+        assert_eq!(at_stop.sending, 0, "claimed but not sent went back; sent were recorded: {at_stop:?}");
+        assert!(at_stop.pending > 0, "stopped mid-way: {at_stop:?}");
+        app.start().await;
+        wait_done(&app, id, Duration::from_secs(60)).await;
+        let c = store::counts(&app.db, id).await.unwrap();
+        assert_eq!((c.total, c.sent, c.unknown), (n, n, 0), "{c:?}");
+        let per = offers_per_chat(&app);
+        assert_eq!(per.len() as i64, n);
+        assert!(per.values().all(|k| *k == 1), "nobody served twice");
+    }
+}

@@ -43,6 +43,8 @@ pub struct Options {
     pub out: PathBuf,
     pub command: String,
     pub only: Option<Vec<String>>,
+    /// Only the broadcast figure (leadbot kinds), without the load phases.
+    pub only_broadcast: bool,
     pub work: PathBuf,
 }
 
@@ -145,7 +147,7 @@ pub struct Soak {
 fn usage() -> &'static str {
     "leadbot-bench --repo DIR --leadbot BIN [--echo BIN] [--dialogue BIN] [--aiogram-python PY --aiogram-script FILE]\n\
      [--quick] [--soak] [--duration SECS] [--prospects N] [--offered RATE] [--seed-leads N]\n\
-     [--pg URL] [--only a,b] [--out FILE] [--command TEXT]"
+     [--pg URL] [--only a,b] [--only-broadcast] [--out FILE] [--command TEXT]"
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -171,6 +173,7 @@ fn parse_args() -> anyhow::Result<Options> {
         out: PathBuf::from("BENCHMARKS.md"),
         command: "bench/run.sh".into(),
         only: None,
+        only_broadcast: false,
         work: std::env::temp_dir().join(format!("leadbot-bench-{}", std::process::id())),
     };
     let mut duration_set = false;
@@ -200,6 +203,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--out" => o.out = PathBuf::from(val()?),
             "--command" => o.command = val()?,
             "--only" => o.only = Some(val()?.split(',').map(str::to_owned).collect()),
+            "--only-broadcast" => o.only_broadcast = true,
             "--work" => o.work = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!("{}", usage());
@@ -254,6 +258,25 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         eprintln!("== {}", kind.label());
+        if opts.only_broadcast {
+            if !kind.is_leadbot() {
+                continue;
+            }
+            let outcome = Outcome {
+                kind,
+                error: None,
+                startup_ms: None,
+                seeded: 0,
+                closed: None,
+                open: None,
+                rss_start_kb: None,
+                rss_peak_kb: None,
+                broadcast: Some(broadcast(&opts, &fake, kind).await),
+            };
+            eprintln!("   {}", report::summary(&outcome));
+            outcomes.push(outcome);
+            continue;
+        }
         let outcome = match measure(&opts, &fake, kind, first_user).await {
             Ok(o) => o,
             Err(e) => {
