@@ -136,7 +136,7 @@ impl Processor {
             futures::future::join_all(groups.into_iter().map(|group| async move {
                 for u in group {
                     // A bug must not take the processor down: a panic is caught and counted as a failure.
-                    let result = AssertUnwindSafe(apply(app, &u, Lock::Try))
+                    let result = AssertUnwindSafe(apply(app, &u))
                         .catch_unwind()
                         .await;
                     let error = match result {
@@ -200,13 +200,6 @@ impl Processor {
     }
 }
 
-/// Whether to wait for a user another replica is working on.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lock {
-    Wait,
-    Try,
-}
-
 /// What became of an update.
 enum Applied {
     /// Applied now, or found applied already.
@@ -215,35 +208,15 @@ enum Applied {
     Busy,
 }
 
-/// Applies one stored update in one transaction (waiting if another replica holds its user).
-pub async fn apply_update(app: &App, u: &StoredUpdate) -> Result<(), prospect::ProspectError> {
-    apply(app, u, Lock::Wait).await.map(|_| ())
-}
-
-async fn apply(
-    app: &App,
-    u: &StoredUpdate,
-    lock: Lock,
-) -> Result<Applied, prospect::ProspectError> {
+/// Applies one stored update in its own transaction, unless another replica holds its user.
+async fn apply(app: &App, u: &StoredUpdate) -> Result<Applied, prospect::ProspectError> {
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
     // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
-    // pending check runs after the lock, so it sees what another replica just
-    // committed. An update without a user locks on its own id (a harmless overlap with some
-    // user's key).
+    // pending check runs after the lock, so it sees what another replica just committed. An
+    // update without a user locks on its own id (a harmless overlap with some user's key).
     let key = u.user_id.unwrap_or(u.update_id);
-    let begun = match lock {
-        Lock::Wait => {
-            crate::storage::ops::lock_user(&mut ctx.tx, key).await?;
-            if updates::begin_apply(&mut ctx.tx, u.update_id, ctx.now).await? {
-                updates::Begun::Fresh
-            } else {
-                updates::Begun::Done
-            }
-        }
-        Lock::Try => updates::lock_and_begin_apply(&mut ctx.tx, u.update_id, key, ctx.now).await?,
-    };
-    match begun {
+    match updates::lock_and_begin_apply(&mut ctx.tx, u.update_id, key, ctx.now).await? {
         updates::Begun::Busy => return Ok(Applied::Busy),
         updates::Begun::Done => return Ok(Applied::Yes),
         updates::Begun::Fresh => apply_begun(app, &mut ctx, u).await?,

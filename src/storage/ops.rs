@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use super::{Db, StorageError, Tx, with_db, write_db};
+use super::{Db, StorageError, with_db, write_db};
 
 const WEBHOOK_SECRET_KEY: &str = "webhook_secret";
 const WEBHOOK_SET_KEY: &str = "webhook_registered";
@@ -225,33 +225,6 @@ pub async fn release_orphans(db: &Db, me: i64) -> Result<u64, StorageError> {
             }
             Ok(n)
         }
-    }
-}
-
-/// Serialises the work of one Telegram user across replicas until the transaction ends
-/// (PostgreSQL; SQLite write transactions are serial already).
-pub async fn lock_user(tx: &mut Tx, user_id: i64) -> Result<(), StorageError> {
-    if let Tx::Postgres(t) = tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(user_id)
-            .execute(&mut **t)
-            .await?;
-    }
-    Ok(())
-}
-
-/// [`lock_user`] without waiting: false when another replica is applying this user's updates
-/// right now (it will carry on with the ones after, so the caller can leave them).
-pub async fn try_lock_user(tx: &mut Tx, user_id: i64) -> Result<bool, StorageError> {
-    match tx {
-        Tx::Postgres(t) => {
-            let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(user_id)
-                .fetch_one(&mut **t)
-                .await?;
-            Ok(got)
-        }
-        Tx::Sqlite(_) => Ok(true),
     }
 }
 

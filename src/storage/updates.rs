@@ -187,8 +187,9 @@ pub enum Begun {
     Busy,
 }
 
-/// [`super::ops::try_lock_user`] and [`begin_apply`] in one round trip on PostgreSQL (the lock is
-/// taken first; a row another replica marked meanwhile is re-checked by PostgreSQL and left).
+/// Takes the user's replica lock without waiting (PostgreSQL's transaction-scoped advisory lock;
+/// SQLite has one process) and [`begin_apply`], in one round trip. A row another replica marked
+/// meanwhile is re-checked by PostgreSQL and left alone.
 pub async fn lock_and_begin_apply(
     tx: &mut super::Tx,
     update_id: i64,
