@@ -123,12 +123,10 @@ macro_rules! with_tx {
 macro_rules! write_db {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
-            $crate::storage::Db::Sqlite($c) => {
-                match $crate::storage::sqlite_write_gate($c).acquire_owned().await {
-                    Ok(_gate) => $body,
-                    Err(_) => Err(sqlx::Error::PoolClosed),
-                }
-            }
+            $crate::storage::Db::Sqlite($c) => match $crate::storage::sqlite_write_turn($c).await {
+                Ok(_gate) => $body,
+                Err(e) => Err(e),
+            },
             $crate::storage::Db::Postgres($c) => $body,
         }
     };
@@ -182,10 +180,7 @@ impl Db {
                 // SQLite's busy handler, which sleeps up to 100 ms between tries and starves the
                 // outbox worker's records of what Telegram accepted (each a possible duplicate
                 // after a crash).
-                let gate = sqlite_write_gate(p)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                let gate = sqlite_write_turn(p).await?;
                 Tx::Sqlite(SqliteTx {
                     tx: p.begin_with("BEGIN IMMEDIATE").await?,
                     _gate: gate,
@@ -245,8 +240,19 @@ impl std::ops::DerefMut for SqliteTx {
     }
 }
 
+/// Waits for this process's turn to write to a SQLite file; the turn lasts until the permit is
+/// dropped.
+pub(crate) async fn sqlite_write_turn(
+    pool: &SqlitePool,
+) -> Result<OwnedSemaphorePermit, sqlx::Error> {
+    sqlite_write_gate(pool)
+        .acquire_owned()
+        .await
+        .map_err(|_| sqlx::Error::PoolClosed)
+}
+
 /// One write gate per SQLite file: SQLite has one writer at a time anyway.
-pub(crate) fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
+fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
     static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<Semaphore>>>> =
         LazyLock::new(|| Mutex::new(HashMap::new()));
     let file = pool.connect_options().get_filename().to_path_buf();

@@ -68,10 +68,7 @@ pub async fn claim_due_by(
     Ok(match db {
         Db::Sqlite(p) => {
             // Behind the write gate: see `write_db!`.
-            let _gate = super::sqlite_write_gate(p)
-                .acquire_owned()
-                .await
-                .map_err(|_| sqlx::Error::PoolClosed)?;
+            let _gate = super::sqlite_write_turn(p).await?;
             sqlx::query_as::<_, Row>(&format!(
                 "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
                  WHERE id IN ({pick}) RETURNING {COLUMNS}"

@@ -97,10 +97,7 @@ pub async fn claim_recall(db: &Db, limit: i64) -> Result<Vec<ToDelete>, StorageE
     Ok(match db {
         Db::Sqlite(p) => {
             // Behind the write gate: see `write_db!`.
-            let _gate = super::sqlite_write_gate(p)
-                .acquire_owned()
-                .await
-                .map_err(|_| sqlx::Error::PoolClosed)?;
+            let _gate = super::sqlite_write_turn(p).await?;
             sqlx::query_as::<_, ToDelete>(&format!(
                 "UPDATE broadcast_recipients SET recall = 'deleting' WHERE id IN ({pick}) {ret}"
             ))

@@ -153,26 +153,33 @@ pub async fn begin_apply(
     Ok(n == 1)
 }
 
-/// [`begin_apply`] for several updates in one statement (SQLite, whose one process applies
-/// them in a shared transaction); returns the ids that were still waiting.
+/// [`begin_apply`] for several updates: one statement on SQLite (whose one process applies them
+/// in a shared transaction), one per update elsewhere. Returns the ids that were still waiting.
 pub async fn begin_apply_many(
     tx: &mut super::Tx,
     update_ids: &[i64],
     now: i64,
 ) -> Result<std::collections::HashSet<i64>, StorageError> {
+    let super::Tx::Sqlite(c) = tx else {
+        let mut waiting = std::collections::HashSet::new();
+        for &id in update_ids {
+            if begin_apply(tx, id, now).await? {
+                waiting.insert(id);
+            }
+        }
+        return Ok(waiting);
+    };
     let ids =
         serde_json::to_string(update_ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let rows: Vec<(i64,)> = with_tx!(tx, |c| {
-        sqlx::query_as(
-            "UPDATE updates SET processed_at = $1, error = NULL
-             WHERE update_id IN (SELECT value FROM json_each($2)) AND processed_at IS NULL
-             RETURNING update_id",
-        )
-        .bind(now)
-        .bind(ids.as_str())
-        .fetch_all(c)
-        .await
-    })?;
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "UPDATE updates SET processed_at = $1, error = NULL
+         WHERE update_id IN (SELECT value FROM json_each($2)) AND processed_at IS NULL
+         RETURNING update_id",
+    )
+    .bind(now)
+    .bind(ids)
+    .fetch_all(&mut **c)
+    .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
