@@ -76,8 +76,7 @@ impl Ctx {
                     author_id: None,
                 },
                 self.now,
-            )
-            .await?;
+            );
         }
         Ok(())
     }

@@ -444,8 +444,7 @@ async fn record_inbound(ctx: &mut Ctx, lead: &Lead, kind: &str, text: &str) -> R
             author_id: lead.telegram_id,
         },
         ctx.now,
-    )
-    .await?;
+    );
     Ok(())
 }
 
@@ -519,8 +518,7 @@ async fn apply(
             }
             Effect::Entered(step) => {
                 let name = &script.step(*step).name;
-                storage::messages::step_entered(&mut ctx.tx, lead.id, &script.id, name, ctx.now)
-                    .await?;
+                storage::messages::step_entered(&mut ctx.tx, lead.id, &script.id, name, ctx.now);
                 app.metrics.steps.inc();
             }
             Effect::TurnedHot => turned_hot = true,

@@ -168,8 +168,7 @@ pub async fn send_keyed(
                 author_id: None,
             },
             ctx.now,
-        )
-        .await?;
+        );
     }
     Ok(())
 }

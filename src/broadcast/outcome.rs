@@ -148,8 +148,7 @@ async fn write_one(tx: &mut Tx, o: &Outcome) -> Result<(), StorageError> {
                     author_id: None,
                 },
                 *at,
-            )
-            .await?;
+            );
         }
         Outcome::Retry {
             recipient_id,

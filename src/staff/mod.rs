@@ -105,7 +105,6 @@ pub async fn record_action(
             author_id: Some(who.id),
         },
         ctx.now,
-    )
-    .await?;
+    );
     Ok(())
 }

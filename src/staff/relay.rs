@@ -174,8 +174,7 @@ async fn relay_to_lead(
             author_id: Some(from.id),
         },
         ctx.now,
-    )
-    .await?;
+    );
     if lead.first_reply_at.is_none() {
         lead.first_reply_at = Some(ctx.now);
     }

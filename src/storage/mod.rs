@@ -85,7 +85,7 @@ pub enum Tx {
     /// SQLite, begun with `BEGIN IMMEDIATE` once this process's write gate is open.
     Sqlite(SqliteTx),
     /// PostgreSQL.
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(PgTx),
 }
 
 /// Runs the same code against whichever pool `db` holds; `$c` is the pool.
@@ -184,9 +184,13 @@ impl Db {
                 Tx::Sqlite(SqliteTx {
                     tx: p.begin_with("BEGIN IMMEDIATE").await?,
                     _gate: gate,
+                    later: messages::Later::default(),
                 })
             }
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres(p) => Tx::Postgres(PgTx {
+                tx: p.begin().await?,
+                later: messages::Later::default(),
+            }),
         })
     }
 
@@ -225,6 +229,26 @@ impl Db {
 pub struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
     _gate: OwnedSemaphorePermit,
+    later: messages::Later,
+}
+
+/// A PostgreSQL transaction.
+pub struct PgTx {
+    tx: Transaction<'static, Postgres>,
+    later: messages::Later,
+}
+
+impl std::ops::Deref for PgTx {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for PgTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl std::ops::Deref for SqliteTx {
@@ -266,13 +290,22 @@ fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
 }
 
 impl Tx {
-    /// Commits the transaction.
-    pub async fn commit(self) -> Result<(), StorageError> {
+    /// Writes what was left for the commit (see [`messages::Later`]), then commits.
+    pub async fn commit(mut self) -> Result<(), StorageError> {
+        messages::flush(&mut self).await?;
         match self {
             Tx::Sqlite(t) => t.tx.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+            Tx::Postgres(t) => t.tx.commit().await?,
         }
         Ok(())
+    }
+
+    /// The rows this transaction writes at its commit.
+    fn later(&mut self) -> &mut messages::Later {
+        match self {
+            Tx::Sqlite(t) => &mut t.later,
+            Tx::Postgres(t) => &mut t.later,
+        }
     }
 
     /// Writes a value into the key-value table.
