@@ -42,14 +42,23 @@ impl Ctx {
     ) -> Result<Option<i64>, StorageError> {
         let json =
             serde_json::to_string(action).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let id =
-            storage::outbox::enqueue(&mut self.tx, key, lead_id, chat_id, &json, self.now).await?;
+        let id = storage::outbox::enqueue(
+            &mut self.tx,
+            key,
+            lead_id,
+            chat_id,
+            &json,
+            action.in_chat_order(),
+            self.now,
+        )
+        .await?;
         self.enqueued |= id.is_some();
         Ok(id)
     }
 
-    /// Sends a message to a lead and keeps it in the lead's history.
-    pub async fn send_to_lead(&mut self, lead: &Lead, action: Action) -> Result<(), StorageError> {
+    /// Sends a message to a lead and keeps it in the lead's history. Both are written when the
+    /// transaction commits (see `storage::later`).
+    pub fn send_to_lead(&mut self, lead: &Lead, action: Action) -> Result<(), StorageError> {
         let Some(chat_id) = lead.chat_id else {
             return Ok(());
         };
@@ -59,11 +68,9 @@ impl Ctx {
             Action::SendDocument { file_name, .. } => Some(format!("[document] {file_name}")),
             _ => None,
         };
-        let id = self
-            .enqueue_keyed(&key, Some(lead.id), chat_id, &action)
-            .await?;
-        if let (Some(id), Some(text)) = (id, text) {
-            storage::messages::record(
+        self.enqueue_at_commit(&key, Some(lead.id), chat_id, &action)?;
+        if let Some(text) = text {
+            storage::messages::record_reply(
                 &mut self.tx,
                 &storage::messages::NewMessage {
                     lead_id: lead.id,
@@ -71,18 +78,42 @@ impl Ctx {
                     kind: "text",
                     text: Some(&text),
                     update_id: Some(self.update_id),
-                    outbox_id: Some(id),
+                    outbox_id: None,
                     telegram_message_id: None,
                     author_id: None,
                 },
+                &key,
                 self.now,
             );
         }
         Ok(())
     }
 
+    /// [`Ctx::enqueue_keyed`], written when the transaction commits.
+    fn enqueue_at_commit(
+        &mut self,
+        key: &str,
+        lead_id: Option<i64>,
+        chat_id: i64,
+        action: &Action,
+    ) -> Result<(), StorageError> {
+        let json =
+            serde_json::to_string(action).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        storage::outbox::enqueue_at_commit(
+            &mut self.tx,
+            key,
+            lead_id,
+            chat_id,
+            json,
+            action.in_chat_order(),
+            self.now,
+        );
+        self.enqueued = true;
+        Ok(())
+    }
+
     /// Answers a button press (removes the spinner), optionally with a short notice.
-    pub async fn answer_callback(
+    pub fn answer_callback(
         &mut self,
         chat_id: i64,
         query_id: &str,
@@ -94,7 +125,6 @@ impl Ctx {
             text: text.map(str::to_owned),
             alert: false,
         };
-        self.enqueue_keyed(&key, None, chat_id, &action).await?;
-        Ok(())
+        self.enqueue_at_commit(&key, None, chat_id, &action)
     }
 }

@@ -141,8 +141,7 @@ pub async fn on_message(
                     ctx.send_to_lead(
                         &lead,
                         Action::text(t(lang, Key::Resubscribed), Markup::None),
-                    )
-                    .await?;
+                    )?;
                 }
                 match (&script, session.position) {
                     (Some(script), Position::Waiting(_)) => {
@@ -162,20 +161,17 @@ pub async fn on_message(
                                 }],
                             ],
                         };
-                        ctx.send_to_lead(&lead, Action::text(t(lang, Key::WelcomeBack), markup))
-                            .await?;
+                        ctx.send_to_lead(&lead, Action::text(t(lang, Key::WelcomeBack), markup))?;
                     }
                     _ => begin(app, ctx, &mut lead).await?,
                 }
             }
             "help" => {
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Help), Markup::None))
-                    .await?;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Help), Markup::None))?;
             }
             "stop" => {
                 lead.unsubscribed = true;
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Stopped), Markup::None))
-                    .await?;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::Stopped), Markup::None))?;
             }
             "mydata" => send_my_data(ctx, &lead, lang).await?,
             "forget" => {
@@ -191,15 +187,13 @@ pub async fn on_message(
                         },
                     ]],
                 };
-                ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetConfirm), markup))
-                    .await?;
+                ctx.send_to_lead(&lead, Action::text(t(lang, Key::ForgetConfirm), markup))?;
             }
             _ => {
                 ctx.send_to_lead(
                     &lead,
                     Action::text(t(lang, Key::UnknownCommand), Markup::None),
-                )
-                .await?;
+                )?;
             }
         },
         other => {
@@ -248,8 +242,7 @@ pub async fn on_message(
                     ctx.send_to_lead(
                         &lead,
                         Action::text(t(lang, Key::Acknowledged), Markup::None),
-                    )
-                    .await?;
+                    )?;
                 }
                 _ => begin(app, ctx, &mut lead).await?,
             }
@@ -276,8 +269,7 @@ pub async fn on_edited(app: &App, ctx: &mut Ctx, from: &Person) -> Result<()> {
     record_inbound(ctx, &lead, "edited", "[edited message]").await?;
     let script = pinned_script(app, ctx, &lead).await?;
     let lang = lang_of(&lead, script.as_deref());
-    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Edited), Markup::None))
-        .await?;
+    ctx.send_to_lead(&lead, Action::text(t(lang, Key::Edited), Markup::None))?;
     let session = session_of(&lead);
     if let (Some(script), Position::Waiting(_)) = (&script, session.position) {
         let tr = dialogue::advance(script, &session, Input::Start);
@@ -305,8 +297,7 @@ pub async fn on_callback(
                 Lang::from_code(from.language_code.as_deref()),
                 Key::StaleButton,
             )),
-        )
-        .await?;
+        )?;
         return Ok(());
     };
     lead.last_activity_at = ctx.now;
@@ -362,11 +353,10 @@ pub async fn on_callback(
             ctx.send_to_lead(
                 &lead,
                 Action::text(t(lang, Key::WriteManagerPrompt), Markup::None),
-            )
-            .await?;
+            )?;
         }
         Some(Ok(CallbackData::ForgetYes)) => {
-            ctx.answer_callback(chat_id, query_id, None).await?;
+            ctx.answer_callback(chat_id, query_id, None)?;
             forget(ctx, &mut lead, lang).await?;
             storage::leads::save(&mut ctx.tx, &lead).await?;
             return Ok(());
@@ -375,8 +365,7 @@ pub async fn on_callback(
             ctx.send_to_lead(
                 &lead,
                 Action::text(t(lang, Key::ForgetCancelled), Markup::None),
-            )
-            .await?;
+            )?;
         }
         Some(Ok(CallbackData::Unsubscribe)) => {
             lead.unsubscribed = true;
@@ -384,8 +373,7 @@ pub async fn on_callback(
             ctx.send_to_lead(
                 &lead,
                 Action::text(t(lang, Key::Unsubscribed), Markup::None),
-            )
-            .await?;
+            )?;
         }
         Some(Ok(CallbackData::Take(_) | CallbackData::Won(_) | CallbackData::Lost(_))) => {
             tracing::warn!(
@@ -406,7 +394,7 @@ pub async fn on_callback(
             notice = Some(t(lang, Key::StaleButton));
         }
     }
-    ctx.answer_callback(chat_id, query_id, notice).await?;
+    ctx.answer_callback(chat_id, query_id, notice)?;
     storage::leads::save(&mut ctx.tx, &lead).await?;
     Ok(())
 }
@@ -459,8 +447,7 @@ async fn begin(app: &App, ctx: &mut Ctx, lead: &mut Lead) -> Result<()> {
             lead_id = lead.id,
             "no dialogue is loaded; the lead was told to try later"
         );
-        ctx.send_to_lead(lead, Action::text(t(lang, Key::NoDialogue), Markup::None))
-            .await?;
+        ctx.send_to_lead(lead, Action::text(t(lang, Key::NoDialogue), Markup::None))?;
         return Ok(());
     };
     lead.dialogue_id = Some(script.id.clone());
@@ -485,8 +472,7 @@ async fn apply(
         match effect {
             Effect::Send(reply) => {
                 let markup = markup_for(script, &reply.keyboard);
-                ctx.send_to_lead(lead, Action::text(reply.text.clone(), markup))
-                    .await?;
+                ctx.send_to_lead(lead, Action::text(reply.text.clone(), markup))?;
             }
             Effect::Answered { answer, .. } => {
                 if let Some(step) = script.step_by_name(&answer.step)
@@ -659,8 +645,7 @@ async fn send_my_data(ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Result<()> {
         text.push_str(&format!("• {}: {}\n", a.question, a.value));
     }
     let text: String = text.chars().take(4000).collect();
-    ctx.send_to_lead(lead, Action::text(text, Markup::None))
-        .await?;
+    ctx.send_to_lead(lead, Action::text(text, Markup::None))?;
     let content =
         serde_json::to_string_pretty(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     ctx.send_to_lead(
@@ -670,8 +655,7 @@ async fn send_my_data(ctx: &mut Ctx, lead: &Lead, lang: Lang) -> Result<()> {
             content,
             caption: Some(t(lang, Key::MyDataCaption).into()),
         },
-    )
-    .await?;
+    )?;
     Ok(())
 }
 

@@ -111,6 +111,12 @@ impl Action {
         }
     }
 
+    /// Whether the action keeps its place in the chat's order. A callback answer does not: it
+    /// neither waits for the chat's earlier messages nor holds up later ones.
+    pub fn in_chat_order(&self) -> bool {
+        !matches!(self, Action::AnswerCallback { .. })
+    }
+
     /// Whether a failure can be retried later. Callback answers expire within seconds, so they are
     /// tried once.
     pub fn retryable(&self) -> bool {

@@ -11,6 +11,7 @@ pub mod broadcasts;
 pub mod crm;
 pub mod dialogues;
 pub mod drafts;
+pub mod later;
 pub mod leads;
 pub mod messages;
 pub mod ops;
@@ -184,12 +185,12 @@ impl Db {
                 Tx::Sqlite(SqliteTx {
                     tx: p.begin_with("BEGIN IMMEDIATE").await?,
                     _gate: gate,
-                    later: messages::Later::default(),
+                    later: later::Later::default(),
                 })
             }
             Db::Postgres(p) => Tx::Postgres(PgTx {
                 tx: p.begin().await?,
-                later: messages::Later::default(),
+                later: later::Later::default(),
             }),
         })
     }
@@ -229,13 +230,13 @@ impl Db {
 pub struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
     _gate: OwnedSemaphorePermit,
-    later: messages::Later,
+    later: later::Later,
 }
 
 /// A PostgreSQL transaction.
 pub struct PgTx {
     tx: Transaction<'static, Postgres>,
-    later: messages::Later,
+    later: later::Later,
 }
 
 impl std::ops::Deref for PgTx {
@@ -290,9 +291,9 @@ fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
 }
 
 impl Tx {
-    /// Writes what was left for the commit (see [`messages::Later`]), then commits.
+    /// Writes what was left for the commit (see [`later::Later`]), then commits.
     pub async fn commit(mut self) -> Result<(), StorageError> {
-        messages::flush(&mut self).await?;
+        later::flush(&mut self).await?;
         match self {
             Tx::Sqlite(t) => t.tx.commit().await?,
             Tx::Postgres(t) => t.tx.commit().await?,
@@ -301,7 +302,7 @@ impl Tx {
     }
 
     /// The rows this transaction writes at its commit.
-    fn later(&mut self) -> &mut messages::Later {
+    fn later(&mut self) -> &mut later::Later {
         match self {
             Tx::Sqlite(t) => &mut t.later,
             Tx::Postgres(t) => &mut t.later,

@@ -1,5 +1,6 @@
 //! The durable outbox: side effects enqueued with the state change that caused them.
 
+use super::later::{self, OutboxRow};
 use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// An outbox row.
@@ -21,24 +22,30 @@ const COLUMNS: &str = "id, idempotency_key, lead_id, chat_id, action, status, at
                        last_error, telegram_message_id";
 
 /// Enqueues an action; a second row with the same idempotency key is ignored. Returns the row id
-/// when it was new.
+/// when it was new. A row `in_order` is delivered after the chat's earlier rows in order; one
+/// that is not (a callback answer) goes out as soon as it is due.
 pub async fn enqueue(
     tx: &mut Tx,
     key: &str,
     lead_id: Option<i64>,
     chat_id: i64,
     action_json: &str,
+    in_order: bool,
     now: i64,
 ) -> Result<Option<i64>, StorageError> {
+    // Rows enqueued before, to be written at commit, keep their place in the order.
+    later::flush_outbox(tx).await?;
     let row: Option<(i64,)> = with_tx!(tx, |c| {
         sqlx::query_as(
-            "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, next_attempt_at,
+                                 created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(key)
         .bind(lead_id)
         .bind(chat_id)
         .bind(action_json)
+        .bind(in_order)
         .bind(now)
         .fetch_optional(c)
         .await
@@ -46,8 +53,30 @@ pub async fn enqueue(
     Ok(row.map(|(id,)| id))
 }
 
-/// Claims due rows: for each chat only its oldest undelivered row, so a chat's messages keep their
-/// order. Claimed rows are `sending` until their outcome is recorded.
+/// [`enqueue`] written when the transaction commits, together with the other rows enqueued so
+/// (one statement for a batch of updates). For replies whose id is not needed: their history
+/// entry is recorded with `messages::record_reply`.
+pub fn enqueue_at_commit(
+    tx: &mut Tx,
+    key: &str,
+    lead_id: Option<i64>,
+    chat_id: i64,
+    action_json: String,
+    in_order: bool,
+    now: i64,
+) {
+    tx.later().outbox.push(OutboxRow {
+        idempotency_key: key.to_owned(),
+        lead_id,
+        chat_id,
+        action: action_json,
+        in_order,
+        now,
+    });
+}
+
+/// Claims due rows: for each chat only its oldest undelivered row in order, so a chat's messages
+/// keep their order, and any due rows outside the order (callback answers). Claimed rows are `sending` until their outcome is recorded.
 pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Row>, StorageError> {
     claim_due_by(db, now, limit, None).await
 }
@@ -62,8 +91,9 @@ pub async fn claim_due_by(
 ) -> Result<Vec<Row>, StorageError> {
     let pick = "SELECT o.id FROM outbox o
                 WHERE o.status = 'pending' AND o.next_attempt_at <= $1
-                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = o.chat_id AND p.id < o.id
-                                  AND p.status IN ('pending', 'sending'))
+                  AND (NOT o.in_order
+                       OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = o.chat_id AND p.id < o.id
+                                      AND p.in_order AND p.status IN ('pending', 'sending')))
                 ORDER BY o.id LIMIT $2";
     Ok(match db {
         Db::Sqlite(p) => {
@@ -217,6 +247,7 @@ pub async fn by_key(db: &Db, key: &str) -> Result<Option<Row>, StorageError> {
 /// through it: on SQLite a second pooled connection can wait for the writer that is waiting for
 /// it, and everything stalls until the busy timeout.
 pub async fn by_key_in(tx: &mut Tx, key: &str) -> Result<Option<Row>, StorageError> {
+    later::flush_outbox(tx).await?;
     Ok(with_tx!(tx, |c| {
         sqlx::query_as::<_, Row>(&format!(
             "SELECT {COLUMNS} FROM outbox WHERE idempotency_key = $1"
@@ -229,6 +260,7 @@ pub async fn by_key_in(tx: &mut Tx, key: &str) -> Result<Option<Row>, StorageErr
 
 /// Drops undelivered rows of a lead (`/forget`), except the confirmation about to be sent.
 pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
+    later::flush_outbox(tx).await?;
     with_tx!(tx, |c| {
         sqlx::query("DELETE FROM outbox WHERE lead_id = $1 AND status = 'pending'")
             .bind(lead_id)
@@ -245,6 +277,7 @@ pub async fn lead_of_message(
     chat_id: i64,
     message_id: i64,
 ) -> Result<Option<i64>, StorageError> {
+    later::flush_outbox(tx).await?;
     let row: Option<(Option<i64>,)> = with_tx!(tx, |c| {
         sqlx::query_as(
             "SELECT lead_id FROM outbox WHERE chat_id = $1 AND telegram_message_id = $2 AND lead_id IS NOT NULL

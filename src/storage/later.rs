@@ -1,0 +1,237 @@
+//! Rows a transaction writes at its commit rather than one statement each: the replies to a lead,
+//! their history entries and the funnel events. A batch of updates applied in one transaction
+//! (SQLite's group commit) thus writes each of these tables with one statement.
+//!
+//! Order is kept: buffered outbox rows are written before any other outbox row of the
+//! transaction, and everything is written before the transaction reads the tables back (see
+//! [`flush_outbox`] and [`flush`], called by the functions that read or write them directly).
+
+use std::collections::HashMap;
+
+use super::{StorageError, Tx};
+
+/// What a transaction writes at its commit.
+#[derive(Debug, Default)]
+pub struct Later {
+    pub(super) outbox: Vec<OutboxRow>,
+    pub(super) history: Vec<HistoryRow>,
+    pub(super) steps: Vec<StepRow>,
+}
+
+impl Later {
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.outbox.is_empty() && self.history.is_empty() && self.steps.is_empty()
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(super) struct OutboxRow {
+    pub idempotency_key: String,
+    pub lead_id: Option<i64>,
+    pub chat_id: i64,
+    pub action: String,
+    pub in_order: bool,
+    pub now: i64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(super) struct HistoryRow {
+    pub lead_id: i64,
+    pub direction: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub update_id: Option<i64>,
+    pub outbox_id: Option<i64>,
+    /// The entry of a reply still buffered: its outbox row's key, resolved to the row's id when
+    /// that is written. A reply whose key existed already (a replay) gets no entry.
+    #[serde(skip)]
+    pub outbox_key: Option<String>,
+    pub telegram_message_id: Option<i64>,
+    pub author_id: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(super) struct StepRow {
+    pub lead_id: i64,
+    pub dialogue_id: String,
+    pub step: String,
+    pub created_at: i64,
+}
+
+/// Writes everything buffered, in the order it was recorded: outbox rows, then history entries
+/// (which need the outbox ids), then funnel events.
+pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
+    flush_outbox(tx).await?;
+    let later = std::mem::take(tx.later());
+    if !later.history.is_empty() {
+        insert_history(tx, &later.history).await?;
+    }
+    if !later.steps.is_empty() {
+        insert_steps(tx, &later.steps).await?;
+    }
+    Ok(())
+}
+
+/// Writes the buffered outbox rows and gives the history entries of replies their rows' ids.
+pub(super) async fn flush_outbox(tx: &mut Tx) -> Result<(), StorageError> {
+    if tx.later().outbox.is_empty() {
+        return Ok(());
+    }
+    let rows = std::mem::take(&mut tx.later().outbox);
+    let inserted = insert_outbox(tx, &rows).await?;
+    let history = &mut tx.later().history;
+    history.retain_mut(|h| match h.outbox_key.take() {
+        None => true,
+        Some(key) => match inserted.get(&key) {
+            Some(&id) => {
+                h.outbox_id = Some(id);
+                true
+            }
+            None => false,
+        },
+    });
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(rows: &T) -> Result<String, StorageError> {
+    serde_json::to_string(rows).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+/// Inserts outbox rows in order; a key that exists already is skipped. The new rows' ids by key.
+async fn insert_outbox(
+    tx: &mut Tx,
+    rows: &[OutboxRow],
+) -> Result<HashMap<String, i64>, StorageError> {
+    let new: Vec<(i64, String)> = match tx {
+        Tx::Sqlite(c) => {
+            // json_each walks the array in order, so ids follow the order of recording.
+            sqlx::query_as(
+                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order,
+                                     next_attempt_at, created_at)
+                 SELECT value ->> 'idempotency_key', value ->> 'lead_id', value ->> 'chat_id',
+                        value ->> 'action', value ->> 'in_order', value ->> 'now', value ->> 'now'
+                 FROM json_each($1) WHERE true ORDER BY key
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING id, idempotency_key",
+            )
+            .bind(to_json(&rows)?)
+            .fetch_all(&mut **c)
+            .await?
+        }
+        Tx::Postgres(c) => {
+            sqlx::query_as(
+                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order,
+                                     next_attempt_at, created_at)
+                 SELECT k, l, c, a, o, t, t
+                 FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::BOOLEAN[],
+                             $6::BIGINT[]) WITH ORDINALITY AS r (k, l, c, a, o, t, n)
+                 ORDER BY n
+                 ON CONFLICT (idempotency_key) DO NOTHING
+                 RETURNING id, idempotency_key",
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.idempotency_key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.lead_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.chat_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.in_order).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.now).collect::<Vec<_>>())
+            .fetch_all(&mut **c)
+            .await?
+        }
+    };
+    Ok(new.into_iter().map(|(id, key)| (key, id)).collect())
+}
+
+async fn insert_history(tx: &mut Tx, rows: &[HistoryRow]) -> Result<(), StorageError> {
+    match tx {
+        Tx::Sqlite(c) => {
+            sqlx::query(
+                "INSERT INTO messages (lead_id, direction, kind, text, update_id, outbox_id,
+                                       telegram_message_id, author_id, created_at)
+                 SELECT value ->> 'lead_id', value ->> 'direction', value ->> 'kind',
+                        value ->> 'text', value ->> 'update_id', value ->> 'outbox_id',
+                        value ->> 'telegram_message_id', value ->> 'author_id',
+                        value ->> 'created_at'
+                 FROM json_each($1) ORDER BY key",
+            )
+            .bind(to_json(&rows)?)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Postgres(c) => {
+            sqlx::query(
+                "INSERT INTO messages (lead_id, direction, kind, text, update_id, outbox_id,
+                                       telegram_message_id, author_id, created_at)
+                 SELECT lead_id, direction, kind, text, update_id, outbox_id,
+                        telegram_message_id, author_id, created_at
+                 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[],
+                             $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[])
+                      WITH ORDINALITY AS r (lead_id, direction, kind, text, update_id, outbox_id,
+                                            telegram_message_id, author_id, created_at, n)
+                 ORDER BY n",
+            )
+            .bind(rows.iter().map(|r| r.lead_id).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.direction.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.text.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.update_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.outbox_id).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.telegram_message_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.author_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .execute(&mut **c)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_steps(tx: &mut Tx, rows: &[StepRow]) -> Result<(), StorageError> {
+    match tx {
+        Tx::Sqlite(c) => {
+            sqlx::query(
+                "INSERT INTO step_events (lead_id, dialogue_id, step, created_at)
+                 SELECT value ->> 'lead_id', value ->> 'dialogue_id', value ->> 'step',
+                        value ->> 'created_at'
+                 FROM json_each($1) ORDER BY key",
+            )
+            .bind(to_json(&rows)?)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Postgres(c) => {
+            sqlx::query(
+                "INSERT INTO step_events (lead_id, dialogue_id, step, created_at)
+                 SELECT lead_id, dialogue_id, step, created_at
+                 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                      WITH ORDINALITY AS r (lead_id, dialogue_id, step, created_at, n)
+                 ORDER BY n",
+            )
+            .bind(rows.iter().map(|r| r.lead_id).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.dialogue_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.step.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .execute(&mut **c)
+            .await?;
+        }
+    }
+    Ok(())
+}
