@@ -79,7 +79,7 @@ impl Worker {
         }
         while let Some(first) = sends.join_next().await {
             let done = finished(first, &mut sends);
-            self.record_patiently(&done).await?;
+            self.record_patiently(&done, 0).await?;
         }
         Ok(Step::Done(n))
     }
@@ -135,13 +135,19 @@ impl Worker {
     }
 
     /// Records outcomes, retrying with backoff while the database is unreachable: giving up would
-    /// leave the rows `sending` until a restart, and then send them again.
-    async fn record_patiently(&self, done: &[Delivered]) -> Result<(), StorageError> {
+    /// leave the rows `sending` until a restart, and then send them again. Up to `claim` due rows
+    /// are claimed in the same transaction as the deliveries (the rows they unblock among them),
+    /// and returned.
+    async fn record_patiently(
+        &self,
+        done: &[Delivered],
+        claim: i64,
+    ) -> Result<Vec<storage::outbox::Row>, StorageError> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.record(done).await {
-                Ok(()) => return Ok(()),
+            match self.record(done, claim).await {
+                Ok(claimed) => return Ok(claimed),
                 Err(e) if started.elapsed() < RECORD_PATIENCE => {
                     tracing::warn!(error = %e, rows = done.len(), "cannot record deliveries; retrying");
                     tokio::time::sleep(pause).await;
@@ -152,8 +158,14 @@ impl Worker {
         }
     }
 
-    /// Records a group of outcomes: the deliveries in one transaction, the rest row by row.
-    async fn record(&self, done: &[Delivered]) -> Result<(), StorageError> {
+    /// Records a group of outcomes: the deliveries in one transaction, which also claims up to
+    /// `claim` due rows, and the rest row by row.
+    async fn record(
+        &self,
+        done: &[Delivered],
+        claim: i64,
+    ) -> Result<Vec<storage::outbox::Row>, StorageError> {
+        let mut claimed = Vec::new();
         let now = self.clock.now_ms();
         let delivered: Vec<(&Delivered, Option<i64>)> = done
             .iter()
@@ -174,6 +186,9 @@ impl Worker {
             let mut tx = self.db.begin().await?;
             storage::outbox::mark_sent_in(&mut tx, &sent, now).await?;
             storage::messages::link_delivered_in(&mut tx, &linked).await?;
+            claimed =
+                storage::outbox::claim_due_in(&mut tx, self.clock.now_ms(), claim, self.owner)
+                    .await?;
             tx.commit().await?;
             for &(d, mid) in &delivered {
                 if d.row.idempotency_key.starts_with("alert:") {
@@ -198,7 +213,7 @@ impl Worker {
                 }
             }
         }
-        Ok(())
+        Ok(claimed)
     }
 
     async fn record_failure(
@@ -288,12 +303,14 @@ impl Worker {
     /// up only its own chat (whose next row waits for it, keeping the chat's order).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut in_flight = JoinSet::new();
+        // Whether the last round claimed already (with the deliveries it recorded).
+        let mut claimed = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let room = self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX);
-            if room > 0 {
+            let room = self.room(&in_flight);
+            if room > 0 && !claimed {
                 match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
                     .await
                 {
@@ -305,9 +322,10 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
                 }
             }
-            // Rows blocked behind a chat's send in flight are woken by its completion, so with
-            // sends in flight the timer only serves rows coming due later, and a tenth of a
-            // second is soon enough for those (no query needed on the busy path).
+            claimed = false;
+            // Rows blocked behind a chat's send in flight are claimed when its delivery is
+            // recorded, so with sends in flight the timer only serves rows coming due later, and
+            // a tenth of a second is soon enough for those (no query needed on the busy path).
             let idle = if in_flight.is_empty() {
                 match storage::outbox::next_due(&self.db).await {
                     Ok(Some(at)) => {
@@ -322,8 +340,15 @@ impl Worker {
             tokio::select! {
                 Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
                     let done = finished(first, &mut in_flight);
-                    if let Err(e) = self.record_patiently(&done).await {
-                        tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart");
+                    match self.record_patiently(&done, self.room(&in_flight)).await {
+                        Ok(rows) => {
+                            // An empty claim says nothing was due then; new rows wake the worker.
+                            claimed = !rows.is_empty();
+                            for row in rows {
+                                self.spawn_send(&mut in_flight, row);
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart"),
                     }
                 }
                 _ = self.wake.notified() => {}
@@ -334,11 +359,16 @@ impl Worker {
         // Sends already made are recorded, so a graceful stop doubles nothing.
         while let Some(first) = in_flight.join_next().await {
             let done = finished(first, &mut in_flight);
-            if let Err(e) = self.record_patiently(&done).await {
+            if let Err(e) = self.record_patiently(&done, 0).await {
                 tracing::error!(error = %e, "deliveries not recorded at shutdown");
             }
         }
         tracing::info!("outbox worker stopped");
+    }
+
+    /// How many more rows may be in flight.
+    fn room(&self, in_flight: &JoinSet<Delivered>) -> i64 {
+        self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX)
     }
 }
 

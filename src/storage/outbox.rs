@@ -90,49 +90,74 @@ pub async fn claim_due_by(
     limit: i64,
     owner: Option<i64>,
 ) -> Result<Vec<Row>, StorageError> {
-    let pick = |o: &str, p: &str| {
-        format!(
-            "SELECT o.id FROM {o}
-             WHERE o.status = 'pending' AND o.next_attempt_at <= $1
-               AND (NOT o.in_order
-                    OR NOT EXISTS (SELECT 1 FROM {p} WHERE p.chat_id = o.chat_id AND p.id < o.id
-                                   AND p.in_order AND p.status IN ('pending', 'sending')))
-             ORDER BY o.id LIMIT $2"
-        )
-    };
     Ok(match db {
         Db::Sqlite(p) => {
             // Behind the write gate: see `write_db!`.
             let _gate = super::sqlite_write_turn(p).await?;
-            // SQLite is told which indexes to walk: without statistics its planner reads and
-            // sorts the whole backlog, which made each claim cost milliseconds under load.
-            let pick = pick(
-                "outbox o INDEXED BY outbox_pending",
-                "outbox p INDEXED BY outbox_chat_open",
-            );
-            sqlx::query_as::<_, Row>(&format!(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
-                 WHERE id IN ({pick}) RETURNING {COLUMNS}"
-            ))
-            .bind(now)
-            .bind(limit)
-            .bind(owner)
-            .fetch_all(p)
-            .await?
+            sqlx::query_as::<_, Row>(&claim_sql(false))
+                .bind(now)
+                .bind(limit)
+                .bind(owner)
+                .fetch_all(p)
+                .await?
         }
         Db::Postgres(p) => {
-            let pick = pick("outbox o", "outbox p");
-            sqlx::query_as::<_, Row>(&format!(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
-                 WHERE id IN ({pick} FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
-            ))
+            sqlx::query_as::<_, Row>(&claim_sql(true))
+                .bind(now)
+                .bind(limit)
+                .bind(owner)
+                .fetch_all(p)
+                .await?
+        }
+    })
+}
+
+/// [`claim_due_by`] inside a transaction (the outbox worker records deliveries and claims the
+/// rows they unblock in one go).
+pub async fn claim_due_in(
+    tx: &mut Tx,
+    now: i64,
+    limit: i64,
+    owner: Option<i64>,
+) -> Result<Vec<Row>, StorageError> {
+    if limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let postgres = matches!(tx, Tx::Postgres(_));
+    Ok(with_tx!(tx, |c| {
+        sqlx::query_as::<_, Row>(&claim_sql(postgres))
             .bind(now)
             .bind(limit)
             .bind(owner)
-            .fetch_all(p)
-            .await?
-        }
-    })
+            .fetch_all(c)
+            .await
+    })?)
+}
+
+/// The claim: `$1` now, `$2` how many, `$3` the owner.
+fn claim_sql(postgres: bool) -> String {
+    // SQLite is told which indexes to walk: without statistics its planner reads and sorts the
+    // whole backlog, which made each claim cost milliseconds under load.
+    let (o, p, lock) = if postgres {
+        ("outbox o", "outbox p", "FOR UPDATE SKIP LOCKED")
+    } else {
+        (
+            "outbox o INDEXED BY outbox_pending",
+            "outbox p INDEXED BY outbox_chat_open",
+            "",
+        )
+    };
+    format!(
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
+         WHERE id IN (
+             SELECT o.id FROM {o}
+             WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+               AND (NOT o.in_order
+                    OR NOT EXISTS (SELECT 1 FROM {p} WHERE p.chat_id = o.chat_id AND p.id < o.id
+                                   AND p.in_order AND p.status IN ('pending', 'sending')))
+             ORDER BY o.id LIMIT $2 {lock})
+         RETURNING {COLUMNS}"
+    )
 }
 
 /// Records deliveries, `(outbox id, Telegram message id)`: the single write that closes the
