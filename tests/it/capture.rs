@@ -391,3 +391,68 @@ both_databases! {
         assert_eq!(history.iter().filter(|m| m.text.as_deref() == Some("boom")).count(), 1, "stored once, in the end");
     }
 }
+
+both_databases! {
+    async fn a_chats_messages_keep_their_order_while_callback_answers_go_out_at_once(backend: Backend) {
+        use storage::{messages, outbox};
+        let test_db = crate::support::app::TestDb::create(&backend).await;
+        let db = storage::Db::connect(&test_db.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let now = 1_800_000_000_000;
+        let (chat, other) = (7001, 7002);
+        let mut tx = db.begin().await.expect("begin");
+        let lead = storage::leads::insert(&mut tx, &storage::leads::NewLead {
+            telegram_id: chat, chat_id: chat, username: None, first_name: Some("Anna"),
+            last_name: None, language_code: Some("ru"), source: "direct",
+        }, now).await.expect("lead");
+        // Written at commit: a question and its history entry, then a callback answer.
+        outbox::enqueue_at_commit(&mut tx, "q1", Some(lead.id), chat, "{}".into(), true, now);
+        let entry = |text: &'static str| messages::NewMessage {
+            lead_id: lead.id, direction: "out", kind: "text", text: Some(text), update_id: None,
+            outbox_id: None, telegram_message_id: None, author_id: None,
+        };
+        messages::record_reply(&mut tx, &entry("first question"), "q1", now);
+        outbox::enqueue_at_commit(&mut tx, "cb1", None, chat, "{}".into(), false, now);
+        // Enqueued at once: the rows written at commit keep their place before it.
+        let q2 = outbox::enqueue(&mut tx, "q2", Some(lead.id), chat, "{}", true, now).await.expect("enqueue").expect("new");
+        outbox::enqueue(&mut tx, "d1", None, other, "{}", true, now).await.expect("enqueue");
+        tx.commit().await.expect("commit");
+
+        let q1 = outbox::by_key(&db, "q1").await.unwrap().expect("q1 written at commit");
+        let cb1 = outbox::by_key(&db, "cb1").await.unwrap().expect("cb1 written at commit");
+        assert!(q1.id < cb1.id && cb1.id < q2, "the order of enqueueing is kept");
+        let history = messages::history(&db, lead.id, 10).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!((history[0].outbox_id, history[0].text.as_deref()), (Some(q1.id), Some("first question")));
+
+        // The chat's first question, the callback answer and the other chat's message go out
+        // together; the chat's second question waits for its first.
+        let claimed = outbox::claim_due(&db, now, 10).await.expect("claim");
+        let mut keys: Vec<&str> = claimed.iter().map(|r| r.idempotency_key.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["cb1", "d1", "q1"]);
+        assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty(), "q2 waits for q1");
+        // Recording q1's delivery claims q2 in the same transaction.
+        let mut tx = db.begin().await.expect("begin");
+        outbox::mark_sent_in(&mut tx, &[(q1.id, Some(11))], now).await.expect("mark");
+        let next = outbox::claim_due_in(&mut tx, now, 10, None).await.expect("claim");
+        tx.commit().await.expect("commit");
+        assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), vec![q2]);
+
+        // A replayed update enqueues nothing twice and records no second history entry.
+        let mut tx = db.begin().await.expect("begin");
+        outbox::enqueue_at_commit(&mut tx, "q1", Some(lead.id), chat, "{}".into(), true, now);
+        messages::record_reply(&mut tx, &entry("first question"), "q1", now);
+        tx.commit().await.expect("commit");
+        assert_eq!(messages::history(&db, lead.id, 10).await.unwrap().len(), 1);
+        assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty());
+        // A transaction rolled back writes nothing it buffered.
+        let mut tx = db.begin().await.expect("begin");
+        outbox::enqueue_at_commit(&mut tx, "q3", Some(lead.id), chat, "{}".into(), true, now);
+        messages::record_reply(&mut tx, &entry("never sent"), "q3", now);
+        drop(tx);
+        assert!(outbox::by_key(&db, "q3").await.unwrap().is_none());
+        assert_eq!(messages::history(&db, lead.id, 10).await.unwrap().len(), 1);
+        db.close().await;
+    }
+}
