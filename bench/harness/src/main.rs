@@ -140,7 +140,8 @@ pub struct Outcome {
 pub struct Soak {
     pub steps: u64,
     pub secs: f64,
-    pub samples: Vec<(u64, u64)>,
+    /// (steps, RSS in kB, seconds since the closed loop started)
+    pub samples: Vec<(u64, u64, f64)>,
     pub peak_kb: u64,
 }
 
@@ -816,7 +817,7 @@ async fn run_soak(opts: &Options, fake: &Arc<Fake>) -> anyhow::Result<Soak> {
         let steps = fake.lock().driver.steps_total;
         if steps >= next_sample {
             if let Some(rss) = proc::status_kb(bot.pid, "VmRSS") {
-                samples.push((steps, rss));
+                samples.push((steps, rss, t0.elapsed().as_secs_f64()));
                 eprintln!("   soak: {steps} steps, RSS {rss} kB");
             }
             next_sample += step;

@@ -568,21 +568,39 @@ pub fn write_soak(opts: &Options, m: &Machine, started: &str, soak: &Soak) -> an
         soak.secs,
         soak.steps as f64 / soak.secs.max(1e-9)
     );
-    if let (Some(first), Some(last)) = (soak.samples.first(), soak.samples.last()) {
+    if let (Some(&(first_steps, first_rss, _)), Some(&(last_steps, last_rss, _))) =
+        (soak.samples.first(), soak.samples.last())
+    {
         let _ = writeln!(
             s,
             "- RSS at the start {} (after {} steps), at the end {} (after {} steps); peak {}\n",
-            mb(Some(first.1)),
-            first.0,
-            mb(Some(last.1)),
-            last.0,
+            mb(Some(first_rss)),
+            first_steps,
+            mb(Some(last_rss)),
+            last_steps,
             mb(Some(soak.peak_kb))
         );
     }
-    let _ = writeln!(s, "| steps | RSS |");
-    let _ = writeln!(s, "|---:|---:|");
-    for (steps, rss) in &soak.samples {
-        let _ = writeln!(s, "| {steps} | {} |", mb(Some(*rss)));
+    let _ = writeln!(
+        s,
+        "| steps | RSS | minutes | steps/s since the previous row |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|");
+    let mut previous: Option<(u64, f64)> = None;
+    for &(steps, rss, secs) in &soak.samples {
+        let rate = match previous {
+            Some((p_steps, p_secs)) if secs > p_secs => {
+                format!("{:.0}", (steps - p_steps) as f64 / (secs - p_secs))
+            }
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "| {steps} | {} | {:.1} | {rate} |",
+            mb(Some(rss)),
+            secs / 60.0
+        );
+        previous = Some((steps, secs));
     }
     let _ = writeln!(s, "<!-- soak:end -->");
     let new = match section(&old, "soak") {
