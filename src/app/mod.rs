@@ -385,6 +385,14 @@ async fn timers(
             }
             Err(e) => tracing::warn!(error = %e, "cannot check for stopped replicas"),
         }
+        match storage::outbox::promote_stranded(&app.db).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(rows = n, "queued messages whose turn had come are released");
+                app.outbox_wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check the outbox's queued messages"),
+        }
         if let Err(e) = crate::staff::sla::step(&app).await {
             tracing::warn!(error = %e, "SLA round failed; retrying");
         }

@@ -186,6 +186,10 @@ impl Worker {
             let mut tx = self.db.begin().await?;
             storage::outbox::mark_sent_in(&mut tx, &sent, now).await?;
             storage::messages::link_delivered_in(&mut tx, &linked).await?;
+            let mut chats: Vec<i64> = delivered.iter().map(|(d, _)| d.row.chat_id).collect();
+            chats.sort_unstable();
+            chats.dedup();
+            storage::outbox::promote_in(&mut tx, &chats).await?;
             claimed =
                 storage::outbox::claim_due_in(&mut tx, self.clock.now_ms(), claim, self.owner)
                     .await?;
@@ -212,6 +216,13 @@ impl Worker {
                         .await?;
                 }
             }
+        }
+        if done
+            .iter()
+            .any(|d| !matches!(d.outcome, Outcome::Sent(Ok(_))))
+        {
+            // A row given up lets its chat's next one go: claim it soon.
+            self.wake.notify_one();
         }
         Ok(claimed)
     }

@@ -104,14 +104,20 @@ async fn insert_outbox(
     tx: &mut Tx,
     rows: &[OutboxRow],
 ) -> Result<HashMap<String, i64>, StorageError> {
-    let new: Vec<(i64, String)> = match tx {
-        Tx::Sqlite(c) => {
-            // json_each walks the array in order, so ids follow the order of recording.
-            sqlx::query_as(
-                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order,
+    let new: Vec<(i64, String)> =
+        match tx {
+            Tx::Sqlite(c) => {
+                // json_each walks the array in order, so ids follow the order of recording.
+                sqlx::query_as(
+                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
                                      next_attempt_at, created_at)
                  SELECT value ->> 'idempotency_key', value ->> 'lead_id', value ->> 'chat_id',
-                        value ->> 'action', value ->> 'in_order', value ->> 'now', value ->> 'now'
+                        value ->> 'action', value ->> 'in_order',
+                        CASE WHEN value ->> 'in_order' AND EXISTS (
+                                 SELECT 1 FROM outbox p WHERE p.chat_id = value ->> 'chat_id'
+                                   AND p.in_order AND p.status IN ('queued', 'pending', 'sending'))
+                             THEN 'queued' ELSE 'pending' END,
+                        value ->> 'now', value ->> 'now'
                  FROM json_each($1) WHERE true ORDER BY key
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING id, idempotency_key",
@@ -119,12 +125,16 @@ async fn insert_outbox(
             .bind(to_json(&rows)?)
             .fetch_all(&mut **c)
             .await?
-        }
-        Tx::Postgres(c) => {
-            sqlx::query_as(
-                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order,
+            }
+            Tx::Postgres(c) => sqlx::query_as(
+                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
                                      next_attempt_at, created_at)
-                 SELECT k, l, c, a, o, t, t
+                 SELECT k, l, c, a, o,
+                        CASE WHEN o AND EXISTS (
+                                 SELECT 1 FROM outbox p WHERE p.chat_id = c AND p.in_order
+                                   AND p.status IN ('queued', 'pending', 'sending'))
+                             THEN 'queued' ELSE 'pending' END,
+                        t, t
                  FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::BOOLEAN[],
                              $6::BIGINT[]) WITH ORDINALITY AS r (k, l, c, a, o, t, n)
                  ORDER BY n
@@ -142,9 +152,8 @@ async fn insert_outbox(
             .bind(rows.iter().map(|r| r.in_order).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.now).collect::<Vec<_>>())
             .fetch_all(&mut **c)
-            .await?
-        }
-    };
+            .await?,
+        };
     Ok(new.into_iter().map(|(id, key)| (key, id)).collect())
 }
 

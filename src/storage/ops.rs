@@ -301,7 +301,7 @@ pub struct Backlog {
 pub async fn outbox_backlog(db: &Db) -> Result<Backlog, StorageError> {
     let (depth, oldest_due): (i64, Option<i64>) = with_db!(db, |c| sqlx::query_as(
         "SELECT COUNT(*), MIN(CASE WHEN status = 'pending' THEN next_attempt_at END)
-         FROM outbox WHERE status IN ('pending', 'sending')"
+         FROM outbox WHERE status IN ('queued', 'pending', 'sending')"
     )
     .fetch_one(c)
     .await)?;

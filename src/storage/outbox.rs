@@ -22,8 +22,9 @@ const COLUMNS: &str = "id, idempotency_key, lead_id, chat_id, action, status, at
                        last_error, telegram_message_id";
 
 /// Enqueues an action; a second row with the same idempotency key is ignored. Returns the row id
-/// when it was new. A row `in_order` is delivered after the chat's earlier rows in order; one
-/// that is not (a callback answer) goes out as soon as it is due.
+/// when it was new. A row `in_order` is delivered after the chat's earlier rows in order (it is
+/// `queued` while the chat has an undelivered one); one that is not (a callback answer) goes out
+/// as soon as it is due.
 pub async fn enqueue(
     tx: &mut Tx,
     key: &str,
@@ -37,9 +38,14 @@ pub async fn enqueue(
     later::flush_outbox(tx).await?;
     let row: Option<(i64,)> = with_tx!(tx, |c| {
         sqlx::query_as(
-            "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, next_attempt_at,
-                                 created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
+                                 next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5,
+                     CASE WHEN $5 AND EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = $3 AND p.in_order
+                                              AND p.status IN ('queued', 'pending', 'sending'))
+                          THEN 'queued' ELSE 'pending' END,
+                     $6, $6)
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(key)
         .bind(lead_id)
@@ -154,7 +160,7 @@ fn claim_sql(postgres: bool) -> String {
              WHERE o.status = 'pending' AND o.next_attempt_at <= $1
                AND (NOT o.in_order
                     OR NOT EXISTS (SELECT 1 FROM {p} WHERE p.chat_id = o.chat_id AND p.id < o.id
-                                   AND p.in_order AND p.status IN ('pending', 'sending')))
+                                   AND p.in_order AND p.status IN ('queued', 'pending', 'sending')))
              ORDER BY o.id LIMIT $2 {lock})
          RETURNING {COLUMNS}"
     )
@@ -234,17 +240,80 @@ pub async fn rate_limited(db: &Db, id: i64, at: i64) -> Result<(), StorageError>
     Ok(())
 }
 
-/// Gives a row up (`failed`: Telegram refused it for good, or the user blocked the bot).
+/// Gives a row up (`failed`: Telegram refused it for good, or the user blocked the bot); the
+/// chat's next row in order may go.
 pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageError> {
-    write_db!(db, |c| {
-        sqlx::query("UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
+    let mut tx = db.begin().await?;
+    let chat: Option<(i64,)> = with_tx!(&mut tx, |c| {
+        sqlx::query_as(
+            "UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2 RETURNING chat_id",
+        )
+        .bind(error)
+        .bind(id)
+        .fetch_optional(c)
+        .await
     })?;
+    if let Some((chat,)) = chat {
+        promote_in(&mut tx, &[chat]).await?;
+    }
+    tx.commit().await
+}
+
+/// Makes each chat's oldest undelivered row in order `pending` if it waits as `queued` (the row
+/// before it was just recorded or dropped).
+pub async fn promote_in(tx: &mut Tx, chats: &[i64]) -> Result<(), StorageError> {
+    if chats.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        Tx::Sqlite(c) => {
+            let chats =
+                serde_json::to_string(chats).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "UPDATE outbox SET status = 'pending'
+                 WHERE status = 'queued' AND id IN (
+                     SELECT (SELECT h.id FROM outbox h INDEXED BY outbox_chat_open
+                             WHERE h.chat_id = c.value AND h.in_order
+                               AND h.status IN ('queued', 'pending', 'sending')
+                             ORDER BY h.id LIMIT 1)
+                     FROM json_each($1) AS c)",
+            )
+            .bind(chats)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Postgres(c) => {
+            sqlx::query(
+                "UPDATE outbox SET status = 'pending'
+                 WHERE status = 'queued' AND id IN (
+                     SELECT (SELECT h.id FROM outbox h
+                             WHERE h.chat_id = c AND h.in_order
+                               AND h.status IN ('queued', 'pending', 'sending')
+                             ORDER BY h.id LIMIT 1)
+                     FROM UNNEST($1::BIGINT[]) AS c)",
+            )
+            .bind(chats)
+            .execute(&mut **c)
+            .await?;
+        }
+    }
     Ok(())
+}
+
+/// The safety net under [`promote_in`], run on the timer: makes `pending` every queued row with
+/// no undelivered row before it in its chat. Returns how many.
+pub async fn promote_stranded(db: &Db) -> Result<u64, StorageError> {
+    Ok(write_db!(db, |c| {
+        sqlx::query(
+            "UPDATE outbox SET status = 'pending'
+             WHERE status = 'queued' AND NOT EXISTS (
+                 SELECT 1 FROM outbox p WHERE p.chat_id = outbox.chat_id AND p.id < outbox.id
+                   AND p.in_order AND p.status IN ('queued', 'pending', 'sending'))",
+        )
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?)
 }
 
 /// The earliest time a pending row is due, if any.
@@ -298,14 +367,18 @@ pub async fn by_key_in(tx: &mut Tx, key: &str) -> Result<Option<Row>, StorageErr
 /// Drops undelivered rows of a lead (`/forget`), except the confirmation about to be sent.
 pub async fn drop_pending_for_lead(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     later::flush_outbox(tx).await?;
-    with_tx!(tx, |c| {
-        sqlx::query("DELETE FROM outbox WHERE lead_id = $1 AND status = 'pending'")
-            .bind(lead_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
+    let chats: Vec<(i64,)> = with_tx!(tx, |c| {
+        sqlx::query_as(
+            "DELETE FROM outbox WHERE lead_id = $1 AND status IN ('queued', 'pending') RETURNING chat_id",
+        )
+        .bind(lead_id)
+        .fetch_all(c)
+        .await
     })?;
-    Ok(())
+    let mut chats: Vec<i64> = chats.into_iter().map(|(c,)| c).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    promote_in(tx, &chats).await
 }
 
 /// The lead a delivered message in a chat belongs to (a card or a relayed message).

@@ -432,12 +432,24 @@ both_databases! {
         keys.sort();
         assert_eq!(keys, vec!["cb1", "d1", "q1"]);
         assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty(), "q2 waits for q1");
-        // Recording q1's delivery claims q2 in the same transaction.
+        assert_eq!(outbox::by_key(&db, "q2").await.unwrap().map(|r| r.status).as_deref(), Some("queued"));
+        // Recording q1's delivery lets q2 go, and claims it in the same transaction.
         let mut tx = db.begin().await.expect("begin");
         outbox::mark_sent_in(&mut tx, &[(q1.id, Some(11))], now).await.expect("mark");
+        outbox::promote_in(&mut tx, &[chat]).await.expect("promote");
         let next = outbox::claim_due_in(&mut tx, now, 10, None).await.expect("claim");
         tx.commit().await.expect("commit");
         assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), vec![q2]);
+
+        // A chat's next row waits as queued; giving up the one before it lets it go, and the
+        // timer's sweep finds nothing left behind.
+        let mut tx = db.begin().await.expect("begin");
+        let q4 = outbox::enqueue(&mut tx, "q4", Some(lead.id), chat, "{}", true, now).await.expect("enqueue").expect("new");
+        tx.commit().await.expect("commit");
+        assert_eq!(outbox::by_key(&db, "q4").await.unwrap().map(|r| r.status).as_deref(), Some("queued"));
+        outbox::mark_failed(&db, q2, "refused").await.expect("fail");
+        assert_eq!(outbox::claim_due(&db, now, 10).await.expect("claim").iter().map(|r| r.id).collect::<Vec<_>>(), vec![q4]);
+        assert_eq!(outbox::promote_stranded(&db).await.expect("sweep"), 0);
 
         // A replayed update enqueues nothing twice and records no second history entry.
         let mut tx = db.begin().await.expect("begin");
@@ -453,6 +465,15 @@ both_databases! {
         drop(tx);
         assert!(outbox::by_key(&db, "q3").await.unwrap().is_none());
         assert_eq!(messages::history(&db, lead.id, 10).await.unwrap().len(), 1);
+        // A queued row whose turn came without the promotion (a crash between the two writes of
+        // a give-up) is released by the timer's sweep.
+        let mut tx = db.begin().await.expect("begin");
+        let q5 = outbox::enqueue(&mut tx, "q5", Some(lead.id), chat, "{}", true, now).await.expect("enqueue").expect("new");
+        outbox::mark_sent_in(&mut tx, &[(q4, Some(12))], now).await.expect("mark");
+        tx.commit().await.expect("commit");
+        assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty(), "q5 is stranded");
+        assert_eq!(outbox::promote_stranded(&db).await.expect("sweep"), 1);
+        assert_eq!(outbox::claim_due(&db, now, 10).await.expect("claim").iter().map(|r| r.id).collect::<Vec<_>>(), vec![q5]);
         db.close().await;
     }
 }

@@ -324,7 +324,10 @@ async fn settle(db: &Db) {
         let s = storage::outbox::count_by_status(db, "sending")
             .await
             .unwrap_or(1);
-        p + s == 0
+        let q = storage::outbox::count_by_status(db, "queued")
+            .await
+            .unwrap_or(1);
+        p + s + q == 0
     })
     .await;
 }

@@ -230,7 +230,7 @@ impl TestApp {
         }
     }
 
-    /// Waits until the outbox has delivered everything it holds (nothing pending or in flight).
+    /// Waits until the outbox has delivered everything it holds (nothing queued, pending or in flight).
     pub async fn settle(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
@@ -240,7 +240,10 @@ impl TestApp {
             let sending = leadbot::storage::outbox::count_by_status(&self.db, "sending")
                 .await
                 .unwrap_or(1);
-            if pending + sending == 0 {
+            let queued = leadbot::storage::outbox::count_by_status(&self.db, "queued")
+                .await
+                .unwrap_or(1);
+            if pending + sending + queued == 0 {
                 return;
             }
             assert!(

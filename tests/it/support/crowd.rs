@@ -492,7 +492,7 @@ pub async fn check(crowd: &Crowd, fake: &FakeTelegram, db: &Db) -> Duplicates {
     // Callback answers are tried once (they expire within seconds), and a forum topic is given up
     // when the staff chat turns out not to be a forum (the tests' is a plain group).
     const UNDELIVERED: &str = "SELECT id, status, COALESCE(last_error, ''), SUBSTR(action, 1, 60) \
-        FROM outbox WHERE status IN ('pending', 'sending', 'failed') \
+        FROM outbox WHERE status IN ('queued', 'pending', 'sending', 'failed') \
         AND action NOT LIKE '%answer_callback%' \
         AND NOT (action LIKE '%\"create_topic\"%' AND last_error = 'the staff chat is not a forum')";
     let undelivered: Vec<(i64, String, String, String)> = match db {
@@ -539,7 +539,7 @@ pub async fn settle(db: &Db, timeout: Duration) -> Result<(), String> {
     loop {
         let busy = count(
             db,
-            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')",
+            "SELECT COUNT(*) FROM outbox WHERE status IN ('queued', 'pending', 'sending')",
         )
         .await
             + count(
@@ -560,7 +560,7 @@ pub async fn settle(db: &Db, timeout: Duration) -> Result<(), String> {
 /// The outbox rows not yet delivered and the updates not yet applied, for failure messages.
 pub async fn backlog_report(db: &Db) -> String {
     const OUTBOX: &str = "SELECT id, chat_id, status, attempts, next_attempt_at, COALESCE(last_error, ''), \
-        SUBSTR(action, 1, 40) FROM outbox WHERE status IN ('pending', 'sending') ORDER BY id LIMIT 30";
+        SUBSTR(action, 1, 40) FROM outbox WHERE status IN ('queued', 'pending', 'sending') ORDER BY id LIMIT 30";
     const UPDATES: &str = "SELECT update_id, attempts, COALESCE(error, '') FROM updates \
         WHERE processed_at IS NULL ORDER BY update_id LIMIT 30";
     type OutboxLine = (i64, i64, String, i32, i64, String, String);
