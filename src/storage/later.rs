@@ -18,13 +18,6 @@ pub struct Later {
     pub(super) steps: Vec<StepRow>,
 }
 
-impl Later {
-    /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.outbox.is_empty() && self.history.is_empty() && self.steps.is_empty()
-    }
-}
-
 #[derive(Debug, serde::Serialize)]
 pub(super) struct OutboxRow {
     pub idempotency_key: String,
