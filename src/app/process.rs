@@ -238,6 +238,14 @@ async fn apply_chunk(
     let mut tx = app.db.begin().await?;
     let ids: Vec<i64> = groups.iter().flatten().map(|u| u.update_id).collect();
     let waiting = updates::begin_apply_many(&mut tx, &ids, app.clock.now_ms()).await?;
+    // The chunk's leads with one statement; their changes are written at commit.
+    let users: Vec<i64> = groups
+        .iter()
+        .flatten()
+        .filter(|u| waiting.contains(&u.update_id))
+        .filter_map(|u| u.user_id)
+        .collect();
+    crate::storage::leads::prefetch(&mut tx, &users).await?;
     let mut enqueued = false;
     for u in groups.iter().flatten() {
         let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);

@@ -248,7 +248,7 @@ pub async fn on_message(
             }
         }
     }
-    storage::leads::save(&mut ctx.tx, &lead).await?;
+    storage::leads::save(&mut ctx.tx, &lead);
     Ok(())
 }
 
@@ -275,7 +275,7 @@ pub async fn on_edited(app: &App, ctx: &mut Ctx, from: &Person) -> Result<()> {
         let tr = dialogue::advance(script, &session, Input::Start);
         apply(app, ctx, &mut lead, script, tr).await?;
     }
-    storage::leads::save(&mut ctx.tx, &lead).await?;
+    storage::leads::save(&mut ctx.tx, &lead);
     Ok(())
 }
 
@@ -358,7 +358,7 @@ pub async fn on_callback(
         Some(Ok(CallbackData::ForgetYes)) => {
             ctx.answer_callback(chat_id, query_id, None)?;
             forget(ctx, &mut lead, lang).await?;
-            storage::leads::save(&mut ctx.tx, &lead).await?;
+            storage::leads::save(&mut ctx.tx, &lead);
             return Ok(());
         }
         Some(Ok(CallbackData::ForgetNo)) => {
@@ -395,7 +395,7 @@ pub async fn on_callback(
         }
     }
     ctx.answer_callback(chat_id, query_id, notice)?;
-    storage::leads::save(&mut ctx.tx, &lead).await?;
+    storage::leads::save(&mut ctx.tx, &lead);
     Ok(())
 }
 
@@ -403,7 +403,7 @@ pub async fn on_callback(
 pub async fn on_membership(ctx: &mut Ctx, user_id: i64, blocked: bool) -> Result<()> {
     if let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, user_id).await? {
         lead.blocked = blocked;
-        storage::leads::save(&mut ctx.tx, &lead).await?;
+        storage::leads::save(&mut ctx.tx, &lead);
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 
 use super::action::Action;
@@ -31,8 +31,12 @@ pub struct Worker {
     pub token: String,
     /// Woken when rows are enqueued.
     pub wake: Arc<Notify>,
-    /// Rows claimed per round.
+    /// Rows claimed and not yet recorded, at most: the more, the more deliveries each recording
+    /// transaction carries.
     pub batch: i64,
+    /// Requests to Telegram at once, at most (each holds a connection). Sends beyond it wait
+    /// their turn, already claimed.
+    pub sends: Arc<Semaphore>,
     /// The staff chat: in a forum, messages about a lead go to the lead's topic.
     pub staff_chat_id: i64,
     pub staff_forum: Arc<ForumFlag>,
@@ -115,6 +119,8 @@ impl Worker {
                 };
             }
         };
+        // The semaphore is never closed; were it, the send would simply go ahead.
+        let _turn = self.sends.acquire().await;
         let started = std::time::Instant::now();
         let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
         self.metrics
@@ -310,8 +316,10 @@ impl Worker {
     }
 
     /// Runs until shutdown. Sends overlap: whenever one finishes (and on every wake-up) more due
-    /// rows are claimed, up to `batch` in flight, so a send that hangs or meets a slow 5xx holds
-    /// up only its own chat (whose next row waits for it, keeping the chat's order).
+    /// rows are claimed, up to `batch` claimed and not yet recorded and `sends` requests at once,
+    /// so a send that hangs or meets a slow 5xx holds up only its own chat (whose next row waits
+    /// for it, keeping the chat's order). While one group of deliveries is being recorded, the
+    /// next group's sends go on: a claim larger than the requests allowed at once keeps both busy.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut in_flight = JoinSet::new();
         // Whether the last round claimed already (with the deliveries it recorded).

@@ -155,7 +155,7 @@ pub async fn take(
     if !matches!(lead.status.as_str(), "won" | "lost") {
         lead.status = "in_work".into();
     }
-    storage::leads::save(&mut ctx.tx, &lead).await?;
+    storage::leads::save(&mut ctx.tx, &lead);
     record_action(ctx, lead.id, who, "took the lead").await?;
     edit_card(app, ctx, &lead).await?;
     crate::crm::record(app, ctx, crate::crm::LeadEvent::Taken, &lead).await?;
@@ -184,7 +184,7 @@ pub async fn close(
     }
     lead.status = outcome.to_owned();
     lead.closed_at = Some(ctx.now);
-    storage::leads::save(&mut ctx.tx, &lead).await?;
+    storage::leads::save(&mut ctx.tx, &lead);
     record_action(
         ctx,
         lead.id,

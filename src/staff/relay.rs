@@ -188,6 +188,6 @@ async fn relay_to_lead(
         record_action(ctx, lead.id, from, "took the lead by replying").await?;
     }
     lead.last_activity_at = ctx.now;
-    storage::leads::save(&mut ctx.tx, &lead).await?;
+    storage::leads::save(&mut ctx.tx, &lead);
     Ok(true)
 }

@@ -51,7 +51,7 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
         };
         ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)
             .await?;
-        storage::leads::save(&mut ctx.tx, &lead).await?;
+        storage::leads::save(&mut ctx.tx, &lead);
         ctx.tx.commit().await?;
         n += 1;
     }

@@ -1,5 +1,5 @@
-//! Rows a transaction writes at its commit rather than one statement each: the replies to a lead,
-//! their history entries and the funnel events. A batch of updates applied in one transaction
+//! Rows a transaction writes at its commit rather than one statement each: the leads it changed,
+//! the replies to a lead, their history entries and the funnel events. A batch of updates applied in one transaction
 //! (SQLite's group commit) thus writes each of these tables with one statement.
 //!
 //! Order is kept: buffered outbox rows are written before any other outbox row of the
@@ -13,6 +13,7 @@ use super::{StorageError, Tx};
 /// What a transaction writes at its commit.
 #[derive(Debug, Default)]
 pub struct Later {
+    pub(super) leads: super::leads::Cache,
     pub(super) outbox: Vec<OutboxRow>,
     pub(super) history: Vec<HistoryRow>,
     pub(super) steps: Vec<StepRow>,
@@ -53,16 +54,18 @@ pub(super) struct StepRow {
     pub created_at: i64,
 }
 
-/// Writes everything buffered, in the order it was recorded: outbox rows, then history entries
-/// (which need the outbox ids), then funnel events.
+/// Writes everything buffered: the changed leads, then in the order they were recorded the outbox
+/// rows, the history entries (which need the outbox ids) and the funnel events.
 pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
+    super::leads::flush(tx).await?;
     flush_outbox(tx).await?;
-    let later = std::mem::take(tx.later());
-    if !later.history.is_empty() {
-        insert_history(tx, &later.history).await?;
+    let history = std::mem::take(&mut tx.later().history);
+    if !history.is_empty() {
+        insert_history(tx, &history).await?;
     }
-    if !later.steps.is_empty() {
-        insert_steps(tx, &later.steps).await?;
+    let steps = std::mem::take(&mut tx.later().steps);
+    if !steps.is_empty() {
+        insert_steps(tx, &steps).await?;
     }
     Ok(())
 }
@@ -88,7 +91,7 @@ pub(super) async fn flush_outbox(tx: &mut Tx) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(rows: &T) -> Result<String, StorageError> {
+pub(super) fn to_json<T: serde::Serialize>(rows: &T) -> Result<String, StorageError> {
     serde_json::to_string(rows).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 

@@ -1,9 +1,11 @@
 //! Leads: contact data, source, session, score, temperature, status and flags.
 
+use std::collections::{BTreeSet, HashMap};
+
 use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// A lead as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct Lead {
     pub id: i64,
     pub telegram_id: Option<i64>,
@@ -59,10 +61,84 @@ pub struct NewLead<'a> {
     pub source: &'a str,
 }
 
+/// The leads a transaction has read or changed. A lead read once is not read again, and changes
+/// are written when the transaction commits (see [`super::later`]): applying a batch of updates
+/// in one transaction (SQLite) then reads the batch's leads with one statement ([`prefetch`])
+/// and writes them back with one more, instead of two statements per update.
+#[derive(Debug, Default)]
+pub struct Cache {
+    /// The current state of each lead, by id.
+    rows: HashMap<i64, Lead>,
+    /// Telegram user id to lead id; `None` records that the user has no lead.
+    by_telegram: HashMap<i64, Option<i64>>,
+    /// Leads changed since they were read.
+    dirty: BTreeSet<i64>,
+}
+
+impl Cache {
+    fn keep(&mut self, lead: &Lead) {
+        if let Some(tg) = lead.telegram_id {
+            self.by_telegram.insert(tg, Some(lead.id));
+        }
+        self.rows.insert(lead.id, lead.clone());
+    }
+}
+
+/// Reads the leads of these Telegram users with one statement, locking their rows (PostgreSQL),
+/// so that [`lock_by_telegram`] finds them without another statement.
+pub async fn prefetch(tx: &mut Tx, telegram_ids: &[i64]) -> Result<(), StorageError> {
+    let wanted: Vec<i64> = {
+        let cache = &tx.later().leads;
+        telegram_ids
+            .iter()
+            .copied()
+            .filter(|tg| !cache.by_telegram.contains_key(tg))
+            .collect::<BTreeSet<i64>>()
+            .into_iter()
+            .collect()
+    };
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<Lead> =
+        match tx {
+            Tx::Sqlite(t) => sqlx::query_as::<_, Lead>(&format!(
+                "SELECT {COLUMNS} FROM leads WHERE telegram_id IN (SELECT value FROM json_each($1))"
+            ))
+            .bind(super::later::to_json(&wanted)?)
+            .fetch_all(&mut **t)
+            .await?,
+            Tx::Postgres(t) => {
+                sqlx::query_as::<_, Lead>(&format!(
+                    "SELECT {COLUMNS} FROM leads WHERE telegram_id = ANY($1) ORDER BY id FOR UPDATE"
+                ))
+                .bind(&wanted)
+                .fetch_all(&mut **t)
+                .await?
+            }
+        };
+    let cache = &mut tx.later().leads;
+    for tg in wanted {
+        cache.by_telegram.insert(tg, None);
+    }
+    for lead in &found {
+        cache.keep(lead);
+    }
+    Ok(())
+}
+
 /// Finds the lead of a Telegram user and locks its row until the transaction ends (PostgreSQL;
 /// SQLite's write transaction already excludes other writers).
 pub async fn lock_by_telegram(tx: &mut Tx, telegram_id: i64) -> Result<Option<Lead>, StorageError> {
-    Ok(match tx {
+    {
+        let cache = &tx.later().leads;
+        if let Some(known) = cache.by_telegram.get(&telegram_id) {
+            return Ok(known.and_then(|id| cache.rows.get(&id).cloned()));
+        }
+    }
+    // The table must hold every change first: a changed lead may have let go of this user.
+    flush(tx).await?;
+    let lead = match tx {
         Tx::Sqlite(t) => {
             sqlx::query_as::<_, Lead>(&format!(
                 "SELECT {COLUMNS} FROM leads WHERE telegram_id = $1"
@@ -79,11 +155,29 @@ pub async fn lock_by_telegram(tx: &mut Tx, telegram_id: i64) -> Result<Option<Le
             .fetch_optional(&mut **t)
             .await?
         }
-    })
+    };
+    let cache = &mut tx.later().leads;
+    match &lead {
+        Some(l) => cache.keep(l),
+        None => {
+            cache.by_telegram.insert(telegram_id, None);
+        }
+    }
+    Ok(lead)
+}
+
+/// Writes the changed leads (at commit, or before a statement that reads leads otherwise) and
+/// forgets what was read: that statement may change leads behind the cache.
+async fn sync(tx: &mut Tx) -> Result<(), StorageError> {
+    flush(tx).await?;
+    tx.later().leads = Cache::default();
+    Ok(())
 }
 
 /// Creates a lead; a concurrent creation of the same user is resolved by the unique key.
 pub async fn insert(tx: &mut Tx, new: &NewLead<'_>, now: i64) -> Result<Lead, StorageError> {
+    // A changed lead may still hold this Telegram id in the table (one erased earlier in the batch).
+    sync(tx).await?;
     with_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO leads (telegram_id, chat_id, username, first_name, last_name, language_code,
@@ -105,57 +199,114 @@ pub async fn insert(tx: &mut Tx, new: &NewLead<'_>, now: i64) -> Result<Lead, St
         .ok_or_else(|| StorageError::Corrupt("lead vanished right after insert".into()))
 }
 
-/// Writes back every mutable field of a lead.
-pub async fn save(tx: &mut Tx, l: &Lead) -> Result<(), StorageError> {
-    with_tx!(tx, |c| {
-        sqlx::query(
-            "UPDATE leads SET telegram_id = $2, chat_id = $3, username = $4, first_name = $5, last_name = $6,
-                language_code = $7, name = $8, phone = $9, email = $10, source = $11, score = $12,
-                temperature = $13, status = $14, unsubscribed = $15, blocked = $16, erased = $17,
-                consent_at = $18, consent_version = $19, marketing_consent_at = $20,
-                marketing_consent_version = $21, dialogue_id = $22, dialogue_version = $23, session = $24,
-                last_activity_at = $25, last_inbound_at = $26, hot_at = $27, manager_id = $28,
-                manager_name = $29, taken_at = $30, closed_at = $31, sla_reminders = $32,
-                first_reply_at = $33, topic_id = $34
-             WHERE id = $1",
-        )
-        .bind(l.id)
-        .bind(l.telegram_id)
-        .bind(l.chat_id)
-        .bind(&l.username)
-        .bind(&l.first_name)
-        .bind(&l.last_name)
-        .bind(&l.language_code)
-        .bind(&l.name)
-        .bind(&l.phone)
-        .bind(&l.email)
-        .bind(&l.source)
-        .bind(l.score)
-        .bind(&l.temperature)
-        .bind(&l.status)
-        .bind(l.unsubscribed)
-        .bind(l.blocked)
-        .bind(l.erased)
-        .bind(l.consent_at)
-        .bind(&l.consent_version)
-        .bind(l.marketing_consent_at)
-        .bind(&l.marketing_consent_version)
-        .bind(&l.dialogue_id)
-        .bind(&l.dialogue_version)
-        .bind(&l.session)
-        .bind(l.last_activity_at)
-        .bind(l.last_inbound_at)
-        .bind(l.hot_at)
-        .bind(l.manager_id)
-        .bind(&l.manager_name)
-        .bind(l.taken_at)
-        .bind(l.closed_at)
-        .bind(l.sla_reminders)
-        .bind(l.first_reply_at)
-        .bind(l.topic_id)
-        .execute(c).await.map(|r| r.rows_affected())
-    })?;
+/// Keeps a lead's new state; it is written when the transaction commits.
+pub fn save(tx: &mut Tx, l: &Lead) {
+    let cache = &mut tx.later().leads;
+    // A Telegram id the lead no longer holds (erasure) now has no lead.
+    for (tg, id) in cache.by_telegram.iter_mut() {
+        if *id == Some(l.id) && Some(*tg) != l.telegram_id {
+            *id = None;
+        }
+    }
+    cache.keep(l);
+    cache.dirty.insert(l.id);
+}
+
+/// Writes back every field of the changed leads: one statement on SQLite, one per lead on
+/// PostgreSQL (where a transaction changes one lead or two).
+pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
+    let cache = &mut tx.later().leads;
+    if cache.dirty.is_empty() {
+        return Ok(());
+    }
+    let dirty: Vec<Lead> = std::mem::take(&mut cache.dirty)
+        .into_iter()
+        .filter_map(|id| cache.rows.get(&id).cloned())
+        .collect();
+    match tx {
+        Tx::Sqlite(c) => {
+            sqlx::query(
+                "UPDATE leads SET telegram_id = s.v ->> 'telegram_id', chat_id = s.v ->> 'chat_id',
+                    username = s.v ->> 'username', first_name = s.v ->> 'first_name',
+                    last_name = s.v ->> 'last_name', language_code = s.v ->> 'language_code',
+                    name = s.v ->> 'name', phone = s.v ->> 'phone', email = s.v ->> 'email',
+                    source = s.v ->> 'source', score = s.v ->> 'score',
+                    temperature = s.v ->> 'temperature', status = s.v ->> 'status',
+                    unsubscribed = s.v ->> 'unsubscribed', blocked = s.v ->> 'blocked',
+                    erased = s.v ->> 'erased', consent_at = s.v ->> 'consent_at',
+                    consent_version = s.v ->> 'consent_version',
+                    marketing_consent_at = s.v ->> 'marketing_consent_at',
+                    marketing_consent_version = s.v ->> 'marketing_consent_version',
+                    dialogue_id = s.v ->> 'dialogue_id', dialogue_version = s.v ->> 'dialogue_version',
+                    session = s.v ->> 'session', last_activity_at = s.v ->> 'last_activity_at',
+                    last_inbound_at = s.v ->> 'last_inbound_at', hot_at = s.v ->> 'hot_at',
+                    manager_id = s.v ->> 'manager_id', manager_name = s.v ->> 'manager_name',
+                    taken_at = s.v ->> 'taken_at', closed_at = s.v ->> 'closed_at',
+                    sla_reminders = s.v ->> 'sla_reminders', first_reply_at = s.v ->> 'first_reply_at',
+                    topic_id = s.v ->> 'topic_id'
+                 FROM (SELECT value ->> 'id' AS id, value AS v FROM json_each($1)) AS s
+                 WHERE leads.id = s.id",
+            )
+            .bind(super::later::to_json(&dirty)?)
+            .execute(&mut **c)
+            .await?;
+        }
+        Tx::Postgres(c) => {
+            for l in &dirty {
+                update_one(l).execute(&mut **c).await?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// The UPDATE of every field of one lead.
+fn update_one(l: &Lead) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(
+        "UPDATE leads SET telegram_id = $2, chat_id = $3, username = $4, first_name = $5, last_name = $6,
+            language_code = $7, name = $8, phone = $9, email = $10, source = $11, score = $12,
+            temperature = $13, status = $14, unsubscribed = $15, blocked = $16, erased = $17,
+            consent_at = $18, consent_version = $19, marketing_consent_at = $20,
+            marketing_consent_version = $21, dialogue_id = $22, dialogue_version = $23, session = $24,
+            last_activity_at = $25, last_inbound_at = $26, hot_at = $27, manager_id = $28,
+            manager_name = $29, taken_at = $30, closed_at = $31, sla_reminders = $32,
+            first_reply_at = $33, topic_id = $34
+         WHERE id = $1",
+    )
+    .bind(l.id)
+    .bind(l.telegram_id)
+    .bind(l.chat_id)
+    .bind(&l.username)
+    .bind(&l.first_name)
+    .bind(&l.last_name)
+    .bind(&l.language_code)
+    .bind(&l.name)
+    .bind(&l.phone)
+    .bind(&l.email)
+    .bind(&l.source)
+    .bind(l.score)
+    .bind(&l.temperature)
+    .bind(&l.status)
+    .bind(l.unsubscribed)
+    .bind(l.blocked)
+    .bind(l.erased)
+    .bind(l.consent_at)
+    .bind(&l.consent_version)
+    .bind(l.marketing_consent_at)
+    .bind(&l.marketing_consent_version)
+    .bind(&l.dialogue_id)
+    .bind(&l.dialogue_version)
+    .bind(&l.session)
+    .bind(l.last_activity_at)
+    .bind(l.last_inbound_at)
+    .bind(l.hot_at)
+    .bind(l.manager_id)
+    .bind(&l.manager_name)
+    .bind(l.taken_at)
+    .bind(l.closed_at)
+    .bind(l.sla_reminders)
+    .bind(l.first_reply_at)
+    .bind(l.topic_id)
 }
 
 /// Marks the lead of a chat blocked (403 from Telegram) or unblocked.
@@ -186,6 +337,7 @@ pub async fn set_topic(db: &Db, id: i64, topic_id: i64) -> Result<(), StorageErr
 
 /// The lead whose forum topic this is.
 pub async fn by_topic(tx: &mut Tx, topic_id: i64) -> Result<Option<i64>, StorageError> {
+    sync(tx).await?;
     let row: Option<(i64,)> = with_tx!(tx, |c| {
         sqlx::query_as("SELECT id FROM leads WHERE topic_id = $1 ORDER BY id LIMIT 1")
             .bind(topic_id)
@@ -197,6 +349,7 @@ pub async fn by_topic(tx: &mut Tx, topic_id: i64) -> Result<Option<i64>, Storage
 
 /// A lead by id, read through a transaction (see `messages::history_in` for why).
 pub async fn get_in(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageError> {
+    sync(tx).await?;
     Ok(with_tx!(tx, |c| {
         sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1"))
             .bind(id)
@@ -262,6 +415,7 @@ pub async fn count(db: &Db) -> Result<i64, StorageError> {
 
 /// Finds a lead by id and locks its row until the transaction ends (PostgreSQL).
 pub async fn lock_by_id(tx: &mut Tx, id: i64) -> Result<Option<Lead>, StorageError> {
+    sync(tx).await?;
     Ok(match tx {
         Tx::Sqlite(t) => {
             sqlx::query_as::<_, Lead>(&format!("SELECT {COLUMNS} FROM leads WHERE id = $1"))

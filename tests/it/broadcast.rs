@@ -74,7 +74,7 @@ async fn seed(db: &Db, seeds: &[Seed], now: i64) -> Vec<i64> {
         l.unsubscribed = s.unsubscribed;
         l.blocked = s.blocked;
         l.erased = s.erased;
-        leads::save(&mut tx, &l).await.expect("save lead");
+        leads::save(&mut tx, &l);
         ids.push(l.id);
     }
     tx.commit().await.expect("commit");
@@ -822,7 +822,7 @@ both_databases! {
         let mut tx = db.begin().await.expect("begin");
         let mut lead = leads::by_telegram(&db, 9_101).await.unwrap().unwrap();
         lead.unsubscribed = true;
-        leads::save(&mut tx, &lead).await.expect("save");
+        leads::save(&mut tx, &lead);
         tx.commit().await.expect("commit");
 
         let first = store::claim_due(&db, id, e, 3).await.expect("claim");

@@ -477,3 +477,66 @@ both_databases! {
         db.close().await;
     }
 }
+
+both_databases! {
+    async fn a_transaction_reads_each_lead_once_and_writes_its_changes_at_commit(backend: Backend) {
+        use leadbot::storage::leads::{self, NewLead};
+        let test_db = crate::support::app::TestDb::create(&backend).await;
+        let db = storage::Db::connect(&test_db.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let now = 1_700_000_000_000;
+        let new = |telegram_id| NewLead {
+            telegram_id,
+            chat_id: telegram_id,
+            username: None,
+            first_name: Some("Анна"),
+            last_name: None,
+            language_code: Some("ru"),
+            source: "vk_ads",
+        };
+        let mut tx = db.begin().await.expect("begin");
+        let first = leads::insert(&mut tx, &new(501), now).await.expect("insert");
+        tx.commit().await.expect("commit");
+
+        // A batch reads its users' leads at once; a user with no lead is known to have none.
+        let mut tx = db.begin().await.expect("begin");
+        leads::prefetch(&mut tx, &[501, 502, 501]).await.expect("prefetch");
+        let mut lead = leads::lock_by_telegram(&mut tx, 501).await.expect("read").expect("lead");
+        assert_eq!(lead, first);
+        assert!(leads::lock_by_telegram(&mut tx, 502).await.expect("read").is_none());
+        // A change is seen by the rest of the transaction before it is written...
+        lead.score = 42;
+        lead.name = Some("Анна «Ромашка»".into());
+        leads::save(&mut tx, &lead);
+        assert_eq!(leads::lock_by_telegram(&mut tx, 501).await.expect("read"), Some(lead.clone()));
+        // ...and by a statement that reads the table (the change is written before it).
+        assert_eq!(leads::get_in(&mut tx, lead.id).await.expect("read").map(|l| l.score), Some(42));
+        // An erased lead no longer holds its Telegram user, who may start afresh in the same batch.
+        lead.telegram_id = None;
+        lead.erased = true;
+        leads::save(&mut tx, &lead);
+        assert!(leads::lock_by_telegram(&mut tx, 501).await.expect("read").is_none());
+        let again = leads::insert(&mut tx, &new(501), now).await.expect("insert again");
+        assert_ne!(again.id, lead.id);
+        let mut other = leads::insert(&mut tx, &new(502), now).await.expect("insert");
+        other.temperature = "hot".into();
+        other.unsubscribed = true;
+        leads::save(&mut tx, &other);
+        tx.commit().await.expect("commit");
+
+        let erased = leads::get(&db, lead.id).await.expect("read").expect("kept");
+        assert_eq!((erased.telegram_id, erased.erased, erased.score), (None, true, 42));
+        assert_eq!(erased.name.as_deref(), Some("Анна «Ромашка»"));
+        assert_eq!(leads::by_telegram(&db, 501).await.expect("read").map(|l| l.id), Some(again.id));
+        assert_eq!(leads::by_telegram(&db, 502).await.expect("read"), Some(other.clone()));
+
+        // A transaction rolled back writes none of its changes.
+        let mut tx = db.begin().await.expect("begin");
+        let mut changed = leads::lock_by_telegram(&mut tx, 502).await.expect("read").expect("lead");
+        changed.score = 99;
+        leads::save(&mut tx, &changed);
+        drop(tx);
+        assert_eq!(leads::by_telegram(&db, 502).await.expect("read"), Some(other));
+        db.close().await;
+    }
+}
