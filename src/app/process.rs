@@ -1,5 +1,6 @@
-//! Applies stored updates: per lead in order, different leads concurrently, each update in one
-//! transaction that also marks it applied, so a replay changes nothing.
+//! Applies stored updates: per lead in order, in transactions of several leads' updates (a group
+//! commit) that also mark them applied, so a replay changes nothing. A group that fails is applied
+//! again one update per transaction, different leads concurrently.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -15,7 +16,7 @@ use super::event::Event;
 use super::prospect;
 use crate::storage::updates::{self, StoredUpdate};
 
-/// SQLite: about this many updates share one transaction.
+/// About this many updates share one transaction.
 const CHUNK: usize = 64;
 
 /// Updates that failed this often are left aside (and logged) so one bad update cannot stall a lead.
@@ -79,47 +80,60 @@ impl Processor {
             return Ok(Round::Empty);
         }
         let n = groups.iter().map(Vec::len).sum();
-        if self.app.db.is_postgres() {
-            return Ok(self.one_by_one(groups).await);
-        }
-        // SQLite has one writer at a time: several users' updates share a transaction (a group
-        // commit). A chunk that fails is rolled back and its updates are applied one by one, so
-        // a bad update still fails alone and backs off.
+        let groups_n = groups.len();
+        // Several users' updates share a transaction (a group commit): SQLite has one writer at
+        // a time, and PostgreSQL then waits for one commit instead of one per update. A chunk
+        // that fails is rolled back and its updates are applied one by one, so a bad update still
+        // fails alone and backs off.
+        let mut busy = 0;
         let mut chunk = Vec::new();
         let mut size = 0;
         for group in groups {
             size += group.len();
             chunk.push(group);
             if size >= CHUNK {
-                self.group_commit(std::mem::take(&mut chunk)).await;
+                busy += self.group_commit(std::mem::take(&mut chunk)).await;
                 size = 0;
             }
         }
         if !chunk.is_empty() {
-            self.group_commit(chunk).await;
+            busy += self.group_commit(chunk).await;
+        }
+        if busy == groups_n {
+            // Everything pending belongs to users another replica is on: wait instead of spinning.
+            return Ok(Round::Empty);
         }
         Ok(Round::Done(n))
     }
 
-    /// Applies a chunk of groups in one transaction, or one by one if that fails.
-    async fn group_commit(&self, groups: Vec<Vec<StoredUpdate>>) {
+    /// Applies a chunk of groups in one transaction, or one by one if that fails. Returns how
+    /// many groups were left to another replica.
+    async fn group_commit(&self, groups: Vec<Vec<StoredUpdate>>) -> usize {
         let app = &self.app;
+        let groups_n = groups.len();
         let result = AssertUnwindSafe(apply_chunk(app, &groups))
             .catch_unwind()
             .await;
         match result {
-            Ok(Ok(enqueued)) => {
-                if enqueued {
+            Ok(Ok(chunk)) => {
+                if chunk.enqueued {
                     app.outbox_wake.notify_one();
                 }
+                chunk.busy
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "a shared transaction failed; applying its updates one by one");
-                let _ = self.one_by_one(groups).await;
+                match self.one_by_one(groups).await {
+                    Round::Empty => groups_n,
+                    Round::Done(_) => 0,
+                }
             }
             Err(_) => {
                 tracing::debug!("a shared transaction panicked; applying its updates one by one");
-                let _ = self.one_by_one(groups).await;
+                match self.one_by_one(groups).await {
+                    Round::Empty => groups_n,
+                    Round::Done(_) => 0,
+                }
             }
         }
     }
@@ -213,10 +227,8 @@ async fn apply(app: &App, u: &StoredUpdate) -> Result<Applied, prospect::Prospec
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
     // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
-    // pending check runs after the lock, so it sees what another replica just committed. An
-    // update without a user locks on its own id (a harmless overlap with some user's key).
-    let key = u.user_id.unwrap_or(u.update_id);
-    match updates::lock_and_begin_apply(&mut ctx.tx, u.update_id, key, ctx.now).await? {
+    // pending check runs after the lock, so it sees what another replica just committed.
+    match updates::lock_and_begin_apply(&mut ctx.tx, u.update_id, lock_key(u), ctx.now).await? {
         updates::Begun::Busy => return Ok(Applied::Busy),
         updates::Begun::Done => return Ok(Applied::Yes),
         updates::Begun::Fresh => apply_begun(app, &mut ctx, u).await?,
@@ -229,34 +241,63 @@ async fn apply(app: &App, u: &StoredUpdate) -> Result<Applied, prospect::Prospec
     Ok(Applied::Yes)
 }
 
-/// Applies several users' updates in one SQLite transaction (no replica locks: a SQLite file
-/// has one process). Says whether anything was enqueued. Any error rolls all of them back.
+/// What [`apply_chunk`] did.
+struct Chunk {
+    /// Something was enqueued: wake the outbox worker.
+    enqueued: bool,
+    /// Groups left to another replica (PostgreSQL), which holds their user.
+    busy: usize,
+}
+
+/// Applies several users' updates in one transaction. On PostgreSQL each user's replica lock is
+/// tried first, as [`apply`] does, and a user another replica holds is left to it with all of
+/// their updates. Any error rolls all of them back.
 async fn apply_chunk(
     app: &App,
     groups: &[Vec<StoredUpdate>],
-) -> Result<bool, prospect::ProspectError> {
+) -> Result<Chunk, prospect::ProspectError> {
     let mut tx = app.db.begin().await?;
-    let ids: Vec<i64> = groups.iter().flatten().map(|u| u.update_id).collect();
-    let waiting = updates::begin_apply_many(&mut tx, &ids, app.clock.now_ms()).await?;
+    let keyed: Vec<(i64, i64)> = groups
+        .iter()
+        .flatten()
+        .map(|u| (u.update_id, lock_key(u)))
+        .collect();
+    let begun = updates::begin_apply_many(&mut tx, &keyed, app.clock.now_ms()).await?;
     // The chunk's leads with one statement; their changes are written at commit.
     let users: Vec<i64> = groups
         .iter()
         .flatten()
-        .filter(|u| waiting.contains(&u.update_id))
+        .filter(|u| begun.fresh.contains(&u.update_id))
         .filter_map(|u| u.user_id)
         .collect();
     crate::storage::leads::prefetch(&mut tx, &users).await?;
     let mut enqueued = false;
-    for u in groups.iter().flatten() {
-        let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
-        if waiting.contains(&u.update_id) {
-            apply_begun(app, &mut ctx, u).await?;
+    let mut busy = 0;
+    for group in groups {
+        if group
+            .first()
+            .is_some_and(|u| begun.busy.contains(&lock_key(u)))
+        {
+            busy += 1;
+            continue;
         }
-        enqueued |= ctx.enqueued;
-        tx = ctx.tx;
+        for u in group {
+            let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
+            if begun.fresh.contains(&u.update_id) {
+                apply_begun(app, &mut ctx, u).await?;
+            }
+            enqueued |= ctx.enqueued;
+            tx = ctx.tx;
+        }
     }
     tx.commit().await?;
-    Ok(enqueued)
+    Ok(Chunk { enqueued, busy })
+}
+
+/// The replica lock of an update: its user's, or its own id for an update without a user (a
+/// harmless overlap with some user's key).
+fn lock_key(u: &StoredUpdate) -> i64 {
+    u.user_id.unwrap_or(u.update_id)
 }
 
 /// Applies one update inside `ctx`'s transaction, which has just marked it applied (so a replay

@@ -153,34 +153,67 @@ pub async fn begin_apply(
     Ok(n == 1)
 }
 
-/// [`begin_apply`] for several updates: one statement on SQLite (whose one process applies them
-/// in a shared transaction), one per update elsewhere. Returns the ids that were still waiting.
+/// What [`begin_apply_many`] found.
+#[derive(Debug, Default)]
+pub struct BegunMany {
+    /// Updates now marked applied in this transaction: apply them.
+    pub fresh: std::collections::HashSet<i64>,
+    /// Lock keys another replica holds: their updates are left to it (never on SQLite).
+    pub busy: std::collections::HashSet<i64>,
+}
+
+/// [`lock_and_begin_apply`] for several updates, `(update id, lock key)`, in one statement. On
+/// SQLite (one process) nothing is ever busy.
 pub async fn begin_apply_many(
     tx: &mut super::Tx,
-    update_ids: &[i64],
+    updates: &[(i64, i64)],
     now: i64,
-) -> Result<std::collections::HashSet<i64>, StorageError> {
-    let super::Tx::Sqlite(c) = tx else {
-        let mut waiting = std::collections::HashSet::new();
-        for &id in update_ids {
-            if begin_apply(tx, id, now).await? {
-                waiting.insert(id);
-            }
+) -> Result<BegunMany, StorageError> {
+    let ids: Vec<i64> = updates.iter().map(|&(id, _)| id).collect();
+    match tx {
+        super::Tx::Sqlite(c) => {
+            let ids =
+                serde_json::to_string(&ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let rows: Vec<(i64,)> = sqlx::query_as(
+                "UPDATE updates SET processed_at = $1, error = NULL
+                 WHERE update_id IN (SELECT value FROM json_each($2)) AND processed_at IS NULL
+                 RETURNING update_id",
+            )
+            .bind(now)
+            .bind(ids)
+            .fetch_all(&mut **c)
+            .await?;
+            Ok(BegunMany {
+                fresh: rows.into_iter().map(|(id,)| id).collect(),
+                busy: Default::default(),
+            })
         }
-        return Ok(waiting);
-    };
-    let ids =
-        serde_json::to_string(update_ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "UPDATE updates SET processed_at = $1, error = NULL
-         WHERE update_id IN (SELECT value FROM json_each($2)) AND processed_at IS NULL
-         RETURNING update_id",
-    )
-    .bind(now)
-    .bind(ids)
-    .fetch_all(&mut **c)
-    .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+        super::Tx::Postgres(c) => {
+            let keys: Vec<i64> = updates.iter().map(|&(_, key)| key).collect();
+            // Each distinct key is tried once (a volatile function keeps the CTE materialised).
+            let (locked, fresh): (Option<Vec<i64>>, Option<Vec<i64>>) = sqlx::query_as(
+                "WITH k AS (SELECT DISTINCT key FROM UNNEST($2::BIGINT[]) AS t (key)),
+                      l AS (SELECT key FROM k WHERE pg_try_advisory_xact_lock(key)),
+                      u AS (UPDATE updates SET processed_at = $1, error = NULL
+                            FROM UNNEST($3::BIGINT[], $2::BIGINT[]) AS x (id, key)
+                            WHERE x.key IN (SELECT key FROM l) AND updates.update_id = x.id
+                              AND updates.processed_at IS NULL
+                            RETURNING updates.update_id)
+                 SELECT (SELECT array_agg(key) FROM l), (SELECT array_agg(update_id) FROM u)",
+            )
+            .bind(now)
+            .bind(&keys)
+            .bind(&ids)
+            .fetch_one(&mut **c)
+            .await?;
+            let locked: std::collections::HashSet<i64> =
+                locked.unwrap_or_default().into_iter().collect();
+            Ok(BegunMany {
+                fresh: fresh.unwrap_or_default().into_iter().collect(),
+                busy: keys.into_iter().filter(|k| !locked.contains(k)).collect(),
+            })
+        }
+    }
 }
 
 /// What [`lock_and_begin_apply`] found.
