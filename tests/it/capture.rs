@@ -540,3 +540,47 @@ both_databases! {
         db.close().await;
     }
 }
+
+both_databases! {
+    async fn a_batch_leaves_users_another_replica_holds_and_skips_updates_applied_already(backend: Backend) {
+        use storage::updates::{self, IncomingUpdate};
+        let test_db = crate::support::app::TestDb::create(&backend).await;
+        let db = storage::Db::connect(&test_db.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let now = 1_700_000_000_000;
+        let update = |update_id, user_id| IncomingUpdate { update_id, user_id: Some(user_id), payload: "{}".into() };
+        updates::store_batch(&db, &[update(1, 601), update(2, 601), update(3, 602), update(4, 603)], 5, now)
+            .await
+            .expect("store");
+        // Update 4 was applied before.
+        let mut tx = db.begin().await.expect("begin");
+        assert!(updates::begin_apply(&mut tx, 4, now).await.expect("begin apply"));
+        tx.commit().await.expect("commit");
+
+        let batch = [(1, 601), (2, 601), (3, 602), (4, 603)];
+        if db.is_postgres() {
+            // Another replica holds user 601 (its transaction stays open meanwhile).
+            let mut other = db.begin().await.expect("begin");
+            assert_eq!(
+                updates::lock_and_begin_apply(&mut other, 9, 601, now).await.expect("lock"),
+                updates::Begun::Done,
+                "no update 9: the lock is taken, nothing is marked"
+            );
+            let mut tx = db.begin().await.expect("begin");
+            let begun = updates::begin_apply_many(&mut tx, &batch, now).await.expect("begin many");
+            assert_eq!(begun.fresh, [3].into_iter().collect());
+            assert_eq!(begun.busy, [601].into_iter().collect());
+            tx.commit().await.expect("commit");
+            other.commit().await.expect("commit");
+        }
+        let mut tx = db.begin().await.expect("begin");
+        let begun = updates::begin_apply_many(&mut tx, &batch, now).await.expect("begin many");
+        let expected: std::collections::HashSet<i64> =
+            if db.is_postgres() { [1, 2].into_iter().collect() } else { [1, 2, 3].into_iter().collect() };
+        assert_eq!(begun.fresh, expected);
+        assert!(begun.busy.is_empty());
+        tx.commit().await.expect("commit");
+        assert_eq!(updates::pending_count(&db).await.expect("count"), 0);
+        db.close().await;
+    }
+}
