@@ -1,6 +1,7 @@
 //! Leads: contact data, source, session, score, temperature, status and flags.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
@@ -63,8 +64,8 @@ pub struct NewLead<'a> {
 
 /// The leads a transaction has read or changed. A lead read once is not read again, and changes
 /// are written when the transaction commits (see [`super::later`]): applying a batch of updates
-/// in one transaction (SQLite) then reads the batch's leads with one statement ([`prefetch`])
-/// and writes them back with one more, instead of two statements per update.
+/// in one transaction then reads the batch's leads with one statement ([`prefetch`]) and writes
+/// them back with one more, instead of two statements per update.
 #[derive(Debug, Default)]
 pub struct Cache {
     /// The current state of each lead, by id.
@@ -212,9 +213,70 @@ pub fn save(tx: &mut Tx, l: &Lead) {
     cache.dirty.insert(l.id);
 }
 
-/// Writes back every field of the changed leads: one statement on SQLite, one per lead on
-/// PostgreSQL (where a transaction changes one lead or two).
+/// The columns [`flush`] writes back: every field but the id and the creation time.
+const SAVED: [&str; 33] = [
+    "telegram_id",
+    "chat_id",
+    "username",
+    "first_name",
+    "last_name",
+    "language_code",
+    "name",
+    "phone",
+    "email",
+    "source",
+    "score",
+    "temperature",
+    "status",
+    "unsubscribed",
+    "blocked",
+    "erased",
+    "consent_at",
+    "consent_version",
+    "marketing_consent_at",
+    "marketing_consent_version",
+    "dialogue_id",
+    "dialogue_version",
+    "session",
+    "last_activity_at",
+    "last_inbound_at",
+    "hot_at",
+    "manager_id",
+    "manager_name",
+    "taken_at",
+    "closed_at",
+    "sla_reminders",
+    "first_reply_at",
+    "topic_id",
+];
+
+/// The statement writing back the leads of a JSON array of [`Lead`]s (`$1`).
+fn flush_sql(postgres: bool) -> String {
+    let (value, from) = if postgres {
+        (
+            "s.{}",
+            "json_populate_recordset(NULL::leads, $1::JSON) AS s",
+        )
+    } else {
+        (
+            "s.v ->> '{}'",
+            "(SELECT value ->> 'id' AS id, value AS v FROM json_each($1)) AS s",
+        )
+    };
+    let set: Vec<String> = SAVED
+        .iter()
+        .map(|c| format!("{c} = {}", value.replace("{}", c)))
+        .collect();
+    format!(
+        "UPDATE leads SET {} FROM {from} WHERE leads.id = s.id",
+        set.join(", ")
+    )
+}
+
+/// Writes back every field of the changed leads, with one statement whatever their number.
 pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| flush_sql(false));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| flush_sql(true));
     let cache = &mut tx.later().leads;
     if cache.dirty.is_empty() {
         return Ok(());
@@ -223,90 +285,22 @@ pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
         .into_iter()
         .filter_map(|id| cache.rows.get(&id).cloned())
         .collect();
+    let json = super::later::to_json(&dirty)?;
     match tx {
         Tx::Sqlite(c) => {
-            sqlx::query(
-                "UPDATE leads SET telegram_id = s.v ->> 'telegram_id', chat_id = s.v ->> 'chat_id',
-                    username = s.v ->> 'username', first_name = s.v ->> 'first_name',
-                    last_name = s.v ->> 'last_name', language_code = s.v ->> 'language_code',
-                    name = s.v ->> 'name', phone = s.v ->> 'phone', email = s.v ->> 'email',
-                    source = s.v ->> 'source', score = s.v ->> 'score',
-                    temperature = s.v ->> 'temperature', status = s.v ->> 'status',
-                    unsubscribed = s.v ->> 'unsubscribed', blocked = s.v ->> 'blocked',
-                    erased = s.v ->> 'erased', consent_at = s.v ->> 'consent_at',
-                    consent_version = s.v ->> 'consent_version',
-                    marketing_consent_at = s.v ->> 'marketing_consent_at',
-                    marketing_consent_version = s.v ->> 'marketing_consent_version',
-                    dialogue_id = s.v ->> 'dialogue_id', dialogue_version = s.v ->> 'dialogue_version',
-                    session = s.v ->> 'session', last_activity_at = s.v ->> 'last_activity_at',
-                    last_inbound_at = s.v ->> 'last_inbound_at', hot_at = s.v ->> 'hot_at',
-                    manager_id = s.v ->> 'manager_id', manager_name = s.v ->> 'manager_name',
-                    taken_at = s.v ->> 'taken_at', closed_at = s.v ->> 'closed_at',
-                    sla_reminders = s.v ->> 'sla_reminders', first_reply_at = s.v ->> 'first_reply_at',
-                    topic_id = s.v ->> 'topic_id'
-                 FROM (SELECT value ->> 'id' AS id, value AS v FROM json_each($1)) AS s
-                 WHERE leads.id = s.id",
-            )
-            .bind(super::later::to_json(&dirty)?)
-            .execute(&mut **c)
-            .await?;
+            sqlx::query(SQLITE.as_str())
+                .bind(json)
+                .execute(&mut **c)
+                .await?;
         }
         Tx::Postgres(c) => {
-            for l in &dirty {
-                update_one(l).execute(&mut **c).await?;
-            }
+            sqlx::query(POSTGRES.as_str())
+                .bind(json)
+                .execute(&mut **c)
+                .await?;
         }
     }
     Ok(())
-}
-
-/// The UPDATE of every field of one lead.
-fn update_one(l: &Lead) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(
-        "UPDATE leads SET telegram_id = $2, chat_id = $3, username = $4, first_name = $5, last_name = $6,
-            language_code = $7, name = $8, phone = $9, email = $10, source = $11, score = $12,
-            temperature = $13, status = $14, unsubscribed = $15, blocked = $16, erased = $17,
-            consent_at = $18, consent_version = $19, marketing_consent_at = $20,
-            marketing_consent_version = $21, dialogue_id = $22, dialogue_version = $23, session = $24,
-            last_activity_at = $25, last_inbound_at = $26, hot_at = $27, manager_id = $28,
-            manager_name = $29, taken_at = $30, closed_at = $31, sla_reminders = $32,
-            first_reply_at = $33, topic_id = $34
-         WHERE id = $1",
-    )
-    .bind(l.id)
-    .bind(l.telegram_id)
-    .bind(l.chat_id)
-    .bind(&l.username)
-    .bind(&l.first_name)
-    .bind(&l.last_name)
-    .bind(&l.language_code)
-    .bind(&l.name)
-    .bind(&l.phone)
-    .bind(&l.email)
-    .bind(&l.source)
-    .bind(l.score)
-    .bind(&l.temperature)
-    .bind(&l.status)
-    .bind(l.unsubscribed)
-    .bind(l.blocked)
-    .bind(l.erased)
-    .bind(l.consent_at)
-    .bind(&l.consent_version)
-    .bind(l.marketing_consent_at)
-    .bind(&l.marketing_consent_version)
-    .bind(&l.dialogue_id)
-    .bind(&l.dialogue_version)
-    .bind(&l.session)
-    .bind(l.last_activity_at)
-    .bind(l.last_inbound_at)
-    .bind(l.hot_at)
-    .bind(l.manager_id)
-    .bind(&l.manager_name)
-    .bind(l.taken_at)
-    .bind(l.closed_at)
-    .bind(l.sla_reminders)
-    .bind(l.first_reply_at)
-    .bind(l.topic_id)
 }
 
 /// Marks the lead of a chat blocked (403 from Telegram) or unblocked.

@@ -595,9 +595,7 @@ fn leadbot(db_url: &str, args: &[&str]) -> (i32, String, String) {
 
 both_databases! {
     async fn the_cli_refuses_bad_arguments_with_exit_code_2_and_changes_nothing(backend: Backend) {
-        let test_db = crate::support::app::TestDb::create(&backend).await;
-        let db = Db::connect(&test_db.url).await.expect("db");
-        db.migrate().await.expect("migrate");
+        let (test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
         let long = "x".repeat(65);
         let cases: Vec<(Vec<&str>, &str)> = vec![
             (vec!["--text", "Hi", "--segment", "tempreature=cold"], "segment error at position 1"),
@@ -805,9 +803,7 @@ both_databases! {
 
 both_databases! {
     async fn a_claim_takes_due_recipients_in_order_up_to_its_limit_and_skips_who_no_longer_qualifies(backend: Backend) {
-        let test_db = crate::support::app::TestDb::create(&backend).await;
-        let db = Db::connect(&test_db.url).await.expect("connect");
-        db.migrate().await.expect("migrate");
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
         let now = 1_800_000_000_000;
         let seeds: Vec<Seed> = (0..5).map(|i| Seed::consenting(9_100 + i)).collect();
         let ids = seed(&db, &seeds, now).await;

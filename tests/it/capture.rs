@@ -395,9 +395,7 @@ both_databases! {
 both_databases! {
     async fn a_chats_messages_keep_their_order_while_callback_answers_go_out_at_once(backend: Backend) {
         use storage::{messages, outbox};
-        let test_db = crate::support::app::TestDb::create(&backend).await;
-        let db = storage::Db::connect(&test_db.url).await.expect("connect");
-        db.migrate().await.expect("migrate");
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
         let now = 1_800_000_000_000;
         let (chat, other) = (7001, 7002);
         let mut tx = db.begin().await.expect("begin");
@@ -481,9 +479,7 @@ both_databases! {
 both_databases! {
     async fn a_transaction_reads_each_lead_once_and_writes_its_changes_at_commit(backend: Backend) {
         use leadbot::storage::leads::{self, NewLead};
-        let test_db = crate::support::app::TestDb::create(&backend).await;
-        let db = storage::Db::connect(&test_db.url).await.expect("connect");
-        db.migrate().await.expect("migrate");
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
         let now = 1_700_000_000_000;
         let new = |telegram_id| NewLead {
             telegram_id,
@@ -544,9 +540,7 @@ both_databases! {
 both_databases! {
     async fn a_batch_leaves_users_another_replica_holds_and_skips_updates_applied_already(backend: Backend) {
         use storage::updates::{self, IncomingUpdate};
-        let test_db = crate::support::app::TestDb::create(&backend).await;
-        let db = storage::Db::connect(&test_db.url).await.expect("connect");
-        db.migrate().await.expect("migrate");
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
         let now = 1_700_000_000_000;
         let update = |update_id, user_id| IncomingUpdate { update_id, user_id: Some(user_id), payload: "{}".into() };
         updates::store_batch(&db, &[update(1, 601), update(2, 601), update(3, 602), update(4, 603)], 5, now)

@@ -90,6 +90,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A fresh database with the migrations applied, and the handle that drops it at the end.
+    pub async fn migrated(backend: &Backend) -> (TestDb, leadbot::storage::Db) {
+        let test_db = TestDb::create(backend).await;
+        let db = leadbot::storage::Db::connect(&test_db.url)
+            .await
+            .expect("connect");
+        db.migrate().await.expect("migrate");
+        (test_db, db)
+    }
+}
+
 static NEXT_DB: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Drop for TestDb {
