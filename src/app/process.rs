@@ -110,7 +110,6 @@ impl Processor {
     /// many groups were left to another replica.
     async fn group_commit(&self, groups: Vec<Vec<StoredUpdate>>) -> usize {
         let app = &self.app;
-        let groups_n = groups.len();
         let result = AssertUnwindSafe(apply_chunk(app, &groups))
             .catch_unwind()
             .await;
@@ -123,18 +122,22 @@ impl Processor {
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "a shared transaction failed; applying its updates one by one");
-                match self.one_by_one(groups).await {
-                    Round::Empty => groups_n,
-                    Round::Done(_) => 0,
-                }
+                self.busy_one_by_one(groups).await
             }
             Err(_) => {
                 tracing::debug!("a shared transaction panicked; applying its updates one by one");
-                match self.one_by_one(groups).await {
-                    Round::Empty => groups_n,
-                    Round::Done(_) => 0,
-                }
+                self.busy_one_by_one(groups).await
             }
+        }
+    }
+
+    /// [`Processor::one_by_one`], counted as [`Processor::group_commit`] counts: every group left
+    /// to another replica, or none.
+    async fn busy_one_by_one(&self, groups: Vec<Vec<StoredUpdate>>) -> usize {
+        let groups_n = groups.len();
+        match self.one_by_one(groups).await {
+            Round::Empty => groups_n,
+            Round::Done(_) => 0,
         }
     }
 
