@@ -208,12 +208,10 @@ pub async fn run(
 
     let poller = telegram::poll::Poller {
         bot: bot.clone(),
-        db: db.clone(),
-        clock: clock.clone(),
+        app: app.clone(),
         stored: stored.clone(),
         timeout_secs: options.poll_timeout_secs,
         token: token.expose().to_owned(),
-        metrics: metrics.clone(),
     };
     let worker = Worker {
         bot: bot.clone(),

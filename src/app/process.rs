@@ -2,7 +2,7 @@
 //! commit) that also mark them applied, so a replay changes nothing. A group that fails is applied
 //! again one update per transaction, different leads concurrently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -295,6 +295,89 @@ async fn apply_chunk(
     }
     tx.commit().await?;
     Ok(Chunk { enqueued, busy })
+}
+
+/// What [`intake`] did with a polled batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intake {
+    /// Updates stored that were not stored before.
+    pub new: usize,
+    /// Of those, how many were left to the processor (stored, not applied).
+    pub left: usize,
+}
+
+/// Stores a polled batch with the next polling offset and, in the same transaction, applies the
+/// updates of every user with nothing else waiting (one write transaction per batch instead of
+/// two, and no trip through the processor). A user with an earlier update still pending keeps
+/// their order: their new updates are only stored, for the processor. If applying fails the
+/// batch is stored alone and the processor applies it, one update per transaction if need be.
+pub async fn intake(
+    app: &App,
+    batch: &[updates::IncomingUpdate],
+    next_offset: i64,
+) -> Result<Intake, crate::storage::StorageError> {
+    let result = AssertUnwindSafe(store_and_apply(app, batch, next_offset))
+        .catch_unwind()
+        .await;
+    match result {
+        Ok(Ok(done)) => return Ok(done),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "a polled batch could not be applied at once; storing it for the processor")
+        }
+        Err(_) => {
+            tracing::debug!("applying a polled batch panicked; storing it for the processor")
+        }
+    }
+    let new = updates::store_batch(&app.db, batch, next_offset, app.clock.now_ms()).await?;
+    let new = usize::try_from(new).unwrap_or(usize::MAX);
+    Ok(Intake { new, left: new })
+}
+
+async fn store_and_apply(
+    app: &App,
+    batch: &[updates::IncomingUpdate],
+    next_offset: i64,
+) -> Result<Intake, prospect::ProspectError> {
+    let now = app.clock.now_ms();
+    let mut tx = app.db.begin().await?;
+    let users: Vec<i64> = batch.iter().filter_map(|u| u.user_id).collect();
+    let waiting = updates::users_waiting(&mut tx, &users, MAX_ATTEMPTS).await?;
+    let applying: HashSet<i64> = batch
+        .iter()
+        .filter(|u| u.user_id.is_none_or(|user| !waiting.contains(&user)))
+        .map(|u| u.update_id)
+        .collect();
+    let mut new = updates::store_batch_in(&mut tx, batch, &applying, next_offset, now).await?;
+    let stored = new.len();
+    // Each new update once (a batch could name one twice), in the order Telegram sent them.
+    let mut fresh: Vec<StoredUpdate> = batch
+        .iter()
+        .filter(|u| applying.contains(&u.update_id) && new.remove(&u.update_id))
+        .map(|u| StoredUpdate {
+            update_id: u.update_id,
+            user_id: u.user_id,
+            payload: u.payload.clone(),
+            attempts: 0,
+        })
+        .collect();
+    fresh.sort_by_key(|u| u.update_id);
+    let users: Vec<i64> = fresh.iter().filter_map(|u| u.user_id).collect();
+    crate::storage::leads::prefetch(&mut tx, &users).await?;
+    let mut enqueued = false;
+    for u in &fresh {
+        let mut ctx = Ctx::new(tx, now, u.update_id);
+        apply_begun(app, &mut ctx, u).await?;
+        enqueued |= ctx.enqueued;
+        tx = ctx.tx;
+    }
+    tx.commit().await?;
+    if enqueued {
+        app.outbox_wake.notify_one();
+    }
+    Ok(Intake {
+        new: stored,
+        left: stored - fresh.len(),
+    })
 }
 
 /// The replica lock of an update: its user's, or its own id for an update without a user (a

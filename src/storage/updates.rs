@@ -1,5 +1,7 @@
 //! Updates as Telegram delivered them: stored before the polling offset moves past them, applied once.
 
+use std::collections::HashSet;
+
 use super::{Db, StorageError, with_db, with_tx, write_db};
 
 const OFFSET_KEY: &str = "polling_offset";
@@ -31,51 +33,105 @@ pub async fn store_batch(
     now: i64,
 ) -> Result<u64, StorageError> {
     let mut tx = db.begin().await?;
-    let new = if batch.is_empty() {
-        0
+    let new = store_batch_in(&mut tx, batch, &HashSet::new(), next_offset, now).await?;
+    tx.commit().await?;
+    Ok(u64::try_from(new.len()).unwrap_or(u64::MAX))
+}
+
+/// [`store_batch`] inside a transaction that goes on to apply some of the updates: those in
+/// `applying` are stored marked applied (the transaction applies them before it commits). The ids
+/// of the updates that were new.
+pub async fn store_batch_in(
+    tx: &mut super::Tx,
+    batch: &[IncomingUpdate],
+    applying: &HashSet<i64>,
+    next_offset: i64,
+    now: i64,
+) -> Result<HashSet<i64>, StorageError> {
+    let new: Vec<(i64,)> = if batch.is_empty() {
+        Vec::new()
     } else {
-        match &mut tx {
+        match &mut *tx {
             super::Tx::Sqlite(c) => {
-                let rows: Vec<(i64, Option<i64>, &str)> = batch
+                let rows: Vec<(i64, Option<i64>, &str, bool)> = batch
                     .iter()
-                    .map(|u| (u.update_id, u.user_id, u.payload.as_str()))
+                    .map(|u| {
+                        let applied = applying.contains(&u.update_id);
+                        (u.update_id, u.user_id, u.payload.as_str(), applied)
+                    })
                     .collect();
-                let rows = serde_json::to_string(&rows)
-                    .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-                sqlx::query(
-                    "INSERT INTO updates (update_id, user_id, payload, received_at)
-                     SELECT value ->> 0, value ->> 1, value ->> 2, $2 FROM json_each($1) WHERE true
-                     ON CONFLICT (update_id) DO NOTHING",
+                sqlx::query_as(
+                    "INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
+                     SELECT value ->> 0, value ->> 1, value ->> 2, $2,
+                            CASE WHEN value ->> 3 THEN $2 END
+                     FROM json_each($1) WHERE true
+                     ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
                 )
-                .bind(rows)
+                .bind(super::later::to_json(&rows)?)
                 .bind(now)
-                .execute(&mut **c)
+                .fetch_all(&mut **c)
                 .await?
-                .rows_affected()
             }
             super::Tx::Postgres(c) => {
                 let ids: Vec<i64> = batch.iter().map(|u| u.update_id).collect();
                 let users: Vec<Option<i64>> = batch.iter().map(|u| u.user_id).collect();
                 let payloads: Vec<&str> = batch.iter().map(|u| u.payload.as_str()).collect();
-                sqlx::query(
-                    "INSERT INTO updates (update_id, user_id, payload, received_at)
-                     SELECT u.id, u.user_id, u.payload, $4
-                     FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS u (id, user_id, payload)
-                     ON CONFLICT (update_id) DO NOTHING",
+                let applied: Vec<bool> = ids.iter().map(|id| applying.contains(id)).collect();
+                sqlx::query_as(
+                    "INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
+                     SELECT u.id, u.user_id, u.payload, $5, CASE WHEN u.applied THEN $5 END
+                     FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[])
+                          AS u (id, user_id, payload, applied)
+                     ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
                 )
                 .bind(ids)
                 .bind(users)
                 .bind(payloads)
+                .bind(applied)
                 .bind(now)
-                .execute(&mut **c)
+                .fetch_all(&mut **c)
                 .await?
-                .rows_affected()
             }
         }
     };
     tx.kv_set(OFFSET_KEY, &next_offset.to_string()).await?;
-    tx.commit().await?;
-    Ok(new)
+    Ok(new.into_iter().map(|(id,)| id).collect())
+}
+
+/// Which of `users` have an update stored and not yet applied (and not set aside after
+/// `max_attempts`): a new update of theirs must wait behind it.
+pub async fn users_waiting(
+    tx: &mut super::Tx,
+    users: &[i64],
+    max_attempts: i32,
+) -> Result<HashSet<i64>, StorageError> {
+    if users.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(i64,)> = match &mut *tx {
+        super::Tx::Sqlite(c) => {
+            sqlx::query_as(
+                "SELECT DISTINCT user_id FROM updates
+                 WHERE processed_at IS NULL AND attempts < $1
+                   AND user_id IN (SELECT value FROM json_each($2))",
+            )
+            .bind(max_attempts)
+            .bind(super::later::to_json(&users)?)
+            .fetch_all(&mut **c)
+            .await?
+        }
+        super::Tx::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT DISTINCT user_id FROM updates
+                 WHERE processed_at IS NULL AND attempts < $1 AND user_id = ANY($2)",
+            )
+            .bind(max_attempts)
+            .bind(users)
+            .fetch_all(&mut **c)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Stores one update (webhook intake). Returns false when it was already stored.

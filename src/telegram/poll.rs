@@ -9,21 +9,18 @@ use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::Requester;
 use tokio::sync::{Notify, watch};
 
-use crate::clock::Clock;
-use crate::storage::Db;
 use crate::storage::updates::{self, IncomingUpdate};
 
 /// What the poller needs.
 pub struct Poller {
     pub bot: teloxide::Bot,
-    pub db: Db,
-    pub clock: Arc<dyn Clock>,
-    /// Woken after each stored batch.
+    /// Stores each batch and applies what it can at once (see `app::process::intake`).
+    pub app: Arc<crate::app::App>,
+    /// Woken after a batch left updates to the processor.
     pub stored: Arc<Notify>,
     /// Long-poll timeout in seconds.
     pub timeout_secs: u32,
     pub token: String,
-    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Poller {
@@ -33,7 +30,7 @@ impl Poller {
         // Telegram refuses getUpdates while a webhook is set: after running in webhook mode the
         // bot removes it first (keeping the updates Telegram holds). A webhook set some other way
         // shows up as a refused getUpdates, handled below.
-        if crate::storage::ops::webhook_registered(&self.db)
+        if crate::storage::ops::webhook_registered(&self.app.db)
             .await
             .unwrap_or(true)
         {
@@ -46,7 +43,7 @@ impl Poller {
             if *shutdown.borrow() {
                 break;
             }
-            let offset = match updates::polling_offset(&self.db).await {
+            let offset = match updates::polling_offset(&self.app.db).await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the polling offset; retrying");
@@ -99,12 +96,20 @@ impl Poller {
                             }
                         }
                     }
-                    match updates::store_batch(&self.db, &incoming, next, self.clock.now_ms()).await
-                    {
-                        Ok(new) => {
-                            tracing::debug!(received = batch.len(), new, "updates stored");
-                            self.metrics.received("polling", new);
-                            self.stored.notify_one();
+                    match crate::app::process::intake(&self.app, &incoming, next).await {
+                        Ok(done) => {
+                            tracing::debug!(
+                                received = batch.len(),
+                                new = done.new,
+                                left = done.left,
+                                "updates stored"
+                            );
+                            self.app
+                                .metrics
+                                .received("polling", u64::try_from(done.new).unwrap_or(u64::MAX));
+                            if done.left > 0 {
+                                self.stored.notify_one();
+                            }
                         }
                         Err(e) => {
                             // Not stored means not confirmed: the same batch comes again.
@@ -124,7 +129,7 @@ impl Poller {
                 Err(e) => {
                     let msg = super::redact(&e.to_string(), &self.token);
                     tracing::warn!(error = %msg, "getUpdates failed; retrying");
-                    self.metrics.telegram_error("polling");
+                    self.app.metrics.telegram_error("polling");
                     if msg.contains("webhook") {
                         self.remove_webhook().await;
                     }
@@ -143,7 +148,7 @@ impl Poller {
         match super::webhook::remove(&self.bot, &self.token).await {
             Ok(()) => {
                 tracing::info!("webhook removed; polling");
-                if let Err(e) = crate::storage::ops::note_webhook_removed(&self.db).await {
+                if let Err(e) = crate::storage::ops::note_webhook_removed(&self.app.db).await {
                     tracing::warn!(error = %e, "cannot note the webhook's removal");
                 }
             }

@@ -393,6 +393,45 @@ both_databases! {
 }
 
 both_databases! {
+    async fn a_message_polled_while_an_earlier_one_waits_is_applied_after_it(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let u = User::new(2600).lang("ru");
+        app.fake.push(u.command("start", ""));
+        let consent = bot_says(&app, u.id, "согласие").await;
+        refuse_history_text(&app.db, "boom").await;
+        app.fake.push(u.text("boom"));
+        let db = app.db.clone();
+        eventually("the failing update was tried and put back", || {
+            let db = db.clone();
+            async move {
+                storage::updates::pending(&db, 10, 100).await.is_ok_and(|p| p.len() == 1 && p[0].attempts >= 1)
+            }
+        })
+        .await;
+        // The next message comes in a batch of its own: a batch is applied as it is stored, but
+        // not this message, which must wait for the one before it.
+        app.fake.push(u.presses_button(&consent, "Согласен"));
+        eventually("the later message is stored and waits", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(0) == 2 }
+        })
+        .await;
+        stop_refusing(&app.db).await;
+        bot_says(&app, u.id, "Как к вам обращаться").await;
+        eventually("both were applied", || {
+            let db = db.clone();
+            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
+        })
+        .await;
+        let lead = storage::leads::by_telegram(&app.db, u.id).await.unwrap().expect("stored");
+        let history = storage::messages::history(&app.db, lead.id, 100).await.unwrap();
+        let incoming: Vec<i64> = history.iter().filter(|m| m.direction == "in").filter_map(|m| m.update_id).collect();
+        assert_eq!(incoming.len(), 3, "/start, the refused text and the press: {history:?}");
+        assert!(incoming.is_sorted(), "applied in the order sent: {incoming:?}");
+    }
+}
+
+both_databases! {
     async fn a_chats_messages_keep_their_order_while_callback_answers_go_out_at_once(backend: Backend) {
         use storage::{messages, outbox};
         let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
