@@ -200,6 +200,17 @@ impl Worker {
                 storage::outbox::claim_due_in(&mut tx, self.clock.now_ms(), claim, self.owner)
                     .await?;
             tx.commit().await?;
+            // PostgreSQL: a message enqueued behind one of these while they were being recorded
+            // (see `outbox::promote`). SQLite's writers take turns, so each sees the other's rows.
+            if self.db.is_postgres() {
+                match storage::outbox::promote(&self.db, &chats).await {
+                    Ok(0) => {}
+                    Ok(_) => self.wake.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot release queued messages now; the timer will")
+                    }
+                }
+            }
             for &(d, mid) in &delivered {
                 if d.row.idempotency_key.starts_with("alert:") {
                     self.metrics.alerts_sent.inc();

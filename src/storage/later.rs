@@ -17,6 +17,8 @@ pub struct Later {
     pub(super) outbox: Vec<OutboxRow>,
     pub(super) history: Vec<HistoryRow>,
     pub(super) steps: Vec<StepRow>,
+    /// Chats this transaction enqueued a message in that waits (`queued`) behind another.
+    pub(super) queued_chats: Vec<i64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -77,12 +79,19 @@ pub(super) async fn flush_outbox(tx: &mut Tx) -> Result<(), StorageError> {
     }
     let rows = std::mem::take(&mut tx.later().outbox);
     let inserted = insert_outbox(tx, &rows).await?;
-    let history = &mut tx.later().history;
+    let later = tx.later();
+    later.queued_chats.extend(
+        inserted
+            .values()
+            .filter(|row| row.queued)
+            .map(|row| row.chat_id),
+    );
+    let history = &mut later.history;
     history.retain_mut(|h| match h.outbox_key.take() {
         None => true,
         Some(key) => match inserted.get(&key) {
-            Some(&id) => {
-                h.outbox_id = Some(id);
+            Some(row) => {
+                h.outbox_id = Some(row.id);
                 true
             }
             None => false,
@@ -95,12 +104,21 @@ pub(super) fn to_json<T: serde::Serialize>(rows: &T) -> Result<String, StorageEr
     serde_json::to_string(rows).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
-/// Inserts outbox rows in order; a key that exists already is skipped. The new rows' ids by key.
+/// An outbox row just written.
+#[derive(Debug)]
+pub(super) struct Inserted {
+    pub id: i64,
+    pub chat_id: i64,
+    /// Waiting behind an undelivered row of its chat.
+    pub queued: bool,
+}
+
+/// Inserts outbox rows in order; a key that exists already is skipped. The new rows by key.
 async fn insert_outbox(
     tx: &mut Tx,
     rows: &[OutboxRow],
-) -> Result<HashMap<String, i64>, StorageError> {
-    let new: Vec<(i64, String)> =
+) -> Result<HashMap<String, Inserted>, StorageError> {
+    let new: Vec<(i64, String, i64, bool)> =
         match tx {
             Tx::Sqlite(c) => {
                 // json_each walks the array in order, so ids follow the order of recording.
@@ -116,7 +134,7 @@ async fn insert_outbox(
                         value ->> 'now', value ->> 'now'
                  FROM json_each($1) WHERE true ORDER BY key
                  ON CONFLICT (idempotency_key) DO NOTHING
-                 RETURNING id, idempotency_key",
+                 RETURNING id, idempotency_key, chat_id, status = 'queued'",
             )
             .bind(to_json(&rows)?)
             .fetch_all(&mut **c)
@@ -135,7 +153,7 @@ async fn insert_outbox(
                              $6::BIGINT[]) WITH ORDINALITY AS r (k, l, c, a, o, t, n)
                  ORDER BY n
                  ON CONFLICT (idempotency_key) DO NOTHING
-                 RETURNING id, idempotency_key",
+                 RETURNING id, idempotency_key, chat_id, status = 'queued'",
             )
             .bind(
                 rows.iter()
@@ -150,7 +168,19 @@ async fn insert_outbox(
             .fetch_all(&mut **c)
             .await?,
         };
-    Ok(new.into_iter().map(|(id, key)| (key, id)).collect())
+    Ok(new
+        .into_iter()
+        .map(|(id, key, chat_id, queued)| {
+            (
+                key,
+                Inserted {
+                    id,
+                    chat_id,
+                    queued,
+                },
+            )
+        })
+        .collect())
 }
 
 async fn insert_history(tx: &mut Tx, rows: &[HistoryRow]) -> Result<(), StorageError> {

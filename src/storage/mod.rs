@@ -193,6 +193,7 @@ impl Db {
             }
             Db::Postgres(p) => Tx::Postgres(PgTx {
                 tx: p.begin().await?,
+                pool: p.clone(),
                 later: later::Later::default(),
             }),
         })
@@ -239,6 +240,8 @@ pub struct SqliteTx {
 /// A PostgreSQL transaction.
 pub struct PgTx {
     tx: Transaction<'static, Postgres>,
+    /// For the statement run after the commit (see [`Tx::commit`]).
+    pool: PgPool,
     later: later::Later,
 }
 
@@ -295,11 +298,23 @@ fn sqlite_write_gate(pool: &SqlitePool) -> Arc<Semaphore> {
 
 impl Tx {
     /// Writes what was left for the commit (see [`later::Later`]), then commits.
+    ///
+    /// On PostgreSQL, a chat's message this transaction enqueued behind one in flight is promoted
+    /// again once committed: the outbox worker may have recorded the one in flight meanwhile, its
+    /// promotion blind to this transaction's rows (see [`outbox::promote`]).
     pub async fn commit(mut self) -> Result<(), StorageError> {
         later::flush(&mut self).await?;
         match self {
             Tx::Sqlite(t) => t.tx.commit().await?,
-            Tx::Postgres(t) => t.tx.commit().await?,
+            Tx::Postgres(mut t) => {
+                let queued = std::mem::take(&mut t.later.queued_chats);
+                t.tx.commit().await?;
+                if !queued.is_empty()
+                    && let Err(e) = outbox::promote(&Db::Postgres(t.pool), &queued).await
+                {
+                    tracing::warn!(error = %e, "cannot release queued messages now; the timer will");
+                }
+            }
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ pub async fn enqueue(
 ) -> Result<Option<i64>, StorageError> {
     // Rows enqueued before, to be written at commit, keep their place in the order.
     later::flush_outbox(tx).await?;
-    let row: Option<(i64,)> = with_tx!(tx, |c| {
+    let row: Option<(i64, bool)> = with_tx!(tx, |c| {
         sqlx::query_as(
             "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
                                  next_attempt_at, created_at)
@@ -45,7 +45,7 @@ pub async fn enqueue(
                                               AND p.status IN ('queued', 'pending', 'sending'))
                           THEN 'queued' ELSE 'pending' END,
                      $6, $6)
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status = 'queued'",
         )
         .bind(key)
         .bind(lead_id)
@@ -56,7 +56,10 @@ pub async fn enqueue(
         .fetch_optional(c)
         .await
     })?;
-    Ok(row.map(|(id,)| id))
+    if let Some((_, true)) = row {
+        tx.later().queued_chats.push(chat_id);
+    }
+    Ok(row.map(|(id, _)| id))
 }
 
 /// [`enqueue`] written when the transaction commits, together with the other rows enqueued so
@@ -267,38 +270,68 @@ pub async fn promote_in(tx: &mut Tx, chats: &[i64]) -> Result<(), StorageError> 
     }
     match tx {
         Tx::Sqlite(c) => {
-            let chats =
-                serde_json::to_string(chats).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "UPDATE outbox SET status = 'pending'
-                 WHERE status = 'queued' AND id IN (
-                     SELECT (SELECT h.id FROM outbox h INDEXED BY outbox_chat_open
-                             WHERE h.chat_id = c.value AND h.in_order
-                               AND h.status IN ('queued', 'pending', 'sending')
-                             ORDER BY h.id LIMIT 1)
-                     FROM json_each($1) AS c)",
-            )
-            .bind(chats)
-            .execute(&mut **c)
-            .await?;
+            sqlx::query(PROMOTE_SQLITE)
+                .bind(later::to_json(&chats)?)
+                .execute(&mut **c)
+                .await?;
         }
         Tx::Postgres(c) => {
-            sqlx::query(
-                "UPDATE outbox SET status = 'pending'
-                 WHERE status = 'queued' AND id IN (
-                     SELECT (SELECT h.id FROM outbox h
-                             WHERE h.chat_id = c AND h.in_order
-                               AND h.status IN ('queued', 'pending', 'sending')
-                             ORDER BY h.id LIMIT 1)
-                     FROM UNNEST($1::BIGINT[]) AS c)",
-            )
-            .bind(chats)
-            .execute(&mut **c)
-            .await?;
+            sqlx::query(PROMOTE_POSTGRES)
+                .bind(chats)
+                .execute(&mut **c)
+                .await?;
         }
     }
     Ok(())
 }
+
+/// [`promote_in`] on its own, after a commit. On PostgreSQL a transaction enqueueing a chat's
+/// message behind one in flight and the worker's recording that one's delivery can each miss the
+/// other's rows (neither sees what the other has not committed), leaving the new message
+/// `queued` with nothing to release it. So both promote again once committed: whichever commits
+/// later then sees both. Returns how many rows were released.
+pub async fn promote(db: &Db, chats: &[i64]) -> Result<u64, StorageError> {
+    if chats.is_empty() {
+        return Ok(0);
+    }
+    let done = match db {
+        Db::Sqlite(p) => {
+            let _gate = super::sqlite_write_turn(p).await?;
+            sqlx::query(PROMOTE_SQLITE)
+                .bind(later::to_json(&chats)?)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }
+        Db::Postgres(p) => sqlx::query(PROMOTE_POSTGRES)
+            .bind(chats)
+            .execute(p)
+            .await?
+            .rows_affected(),
+    };
+    Ok(done)
+}
+
+const PROMOTE_SQLITE: &str = "UPDATE outbox SET status = 'pending'
+     WHERE status = 'queued' AND id IN (
+         SELECT (SELECT h.id FROM outbox h INDEXED BY outbox_chat_open
+                 WHERE h.chat_id = c.value AND h.in_order
+                   AND h.status IN ('queued', 'pending', 'sending')
+                 ORDER BY h.id LIMIT 1)
+         FROM json_each($1) AS c)";
+
+/// A row another transaction holds is skipped: that one is releasing it (or dropping it), and
+/// waiting for it could deadlock two promotions that lock the same rows in different orders.
+const PROMOTE_POSTGRES: &str = "UPDATE outbox SET status = 'pending'
+     WHERE id IN (
+         SELECT q.id FROM outbox q
+         WHERE q.status = 'queued' AND q.id IN (
+             SELECT (SELECT h.id FROM outbox h
+                     WHERE h.chat_id = c AND h.in_order
+                       AND h.status IN ('queued', 'pending', 'sending')
+                     ORDER BY h.id LIMIT 1)
+             FROM UNNEST($1::BIGINT[]) AS c)
+         FOR UPDATE SKIP LOCKED)";
 
 /// The safety net under [`promote_in`], run on the timer: makes `pending` every queued row with
 /// no undelivered row before it in its chat. Returns how many.

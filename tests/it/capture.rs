@@ -431,6 +431,113 @@ both_databases! {
     }
 }
 
+/// PostgreSQL runs an update's transaction and the outbox worker's recording side by side: the
+/// update enqueues the chat's next message behind the one in flight while the worker records that
+/// one as delivered and releases what waited behind it, blind to the update's uncommitted row.
+/// The message must still go out at once, not when the timer's safety net finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_enqueued_while_the_one_before_is_recorded_is_released_at_commit() {
+    use storage::outbox;
+    let Some(backend) = crate::support::app::Backend::postgres(
+        "capture::a_message_enqueued_while_the_one_before_is_recorded_is_released_at_commit",
+    ) else {
+        return;
+    };
+    let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
+    let now = 1_800_000_000_000;
+    let chat = 7101;
+    let mut tx = db.begin().await.expect("begin");
+    outbox::enqueue(&mut tx, "q1", None, chat, "{}", true, now)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    let q1 = outbox::claim_due(&db, now, 10).await.expect("claim");
+    assert_eq!(q1.len(), 1);
+
+    // The update's transaction: q2 and q3 wait behind q1, which is in flight (q2 is written
+    // before q3, which is written at once).
+    let mut update = db.begin().await.expect("begin");
+    outbox::enqueue_at_commit(&mut update, "q2", None, chat, "{}".into(), true, now);
+    outbox::enqueue(&mut update, "q3", None, chat, "{}", true, now)
+        .await
+        .expect("enqueue");
+    // Meanwhile the worker records q1 and releases the chat's next row: it cannot see q2 yet.
+    let mut record = db.begin().await.expect("begin");
+    outbox::mark_sent_in(&mut record, &[(q1[0].id, Some(11))], now)
+        .await
+        .expect("mark");
+    outbox::promote_in(&mut record, &[chat])
+        .await
+        .expect("promote");
+    record.commit().await.expect("commit");
+    assert_eq!(
+        outbox::promote(&db, &[chat]).await.expect("promote"),
+        0,
+        "q2 is not committed yet"
+    );
+    update.commit().await.expect("commit");
+
+    let status = |key: &'static str| {
+        let db = db.clone();
+        async move { outbox::by_key(&db, key).await.unwrap().map(|r| r.status) }
+    };
+    assert_eq!(
+        status("q2").await.as_deref(),
+        Some("pending"),
+        "released when its transaction committed"
+    );
+    assert_eq!(
+        status("q3").await.as_deref(),
+        Some("queued"),
+        "still behind q2"
+    );
+    let claimed = outbox::claim_due(&db, now, 10).await.expect("claim");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|r| r.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["q2"]
+    );
+
+    // The other way round, in another chat: the worker's recording of r1 commits last, after
+    // the update that enqueued r2 found r1 still in flight. The worker promotes again after its
+    // commit, as `outbox::promote` asks.
+    let chat = 7102;
+    let mut tx = db.begin().await.expect("begin");
+    outbox::enqueue(&mut tx, "r1", None, chat, "{}", true, now)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    let r1 = outbox::claim_due(&db, now, 10).await.expect("claim");
+    assert_eq!(
+        r1.iter()
+            .map(|r| r.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["r1"]
+    );
+    let mut record = db.begin().await.expect("begin");
+    outbox::mark_sent_in(&mut record, &[(r1[0].id, Some(12))], now)
+        .await
+        .expect("mark");
+    outbox::promote_in(&mut record, &[chat])
+        .await
+        .expect("promote");
+    let mut update = db.begin().await.expect("begin");
+    outbox::enqueue(&mut update, "r2", None, chat, "{}", true, now)
+        .await
+        .expect("enqueue");
+    update.commit().await.expect("commit");
+    record.commit().await.expect("commit");
+    assert_eq!(
+        status("r2").await.as_deref(),
+        Some("queued"),
+        "neither saw the other's rows"
+    );
+    assert_eq!(outbox::promote(&db, &[chat]).await.expect("promote"), 1);
+    assert_eq!(status("r2").await.as_deref(), Some("pending"));
+}
+
 both_databases! {
     async fn a_chats_messages_keep_their_order_while_callback_answers_go_out_at_once(backend: Backend) {
         use storage::{messages, outbox};
@@ -506,6 +613,8 @@ both_databases! {
         // a give-up) is released by the timer's sweep.
         let mut tx = db.begin().await.expect("begin");
         let q5 = outbox::enqueue(&mut tx, "q5", Some(lead.id), chat, "{}", true, now).await.expect("enqueue").expect("new");
+        tx.commit().await.expect("commit");
+        let mut tx = db.begin().await.expect("begin");
         outbox::mark_sent_in(&mut tx, &[(q4, Some(12))], now).await.expect("mark");
         tx.commit().await.expect("commit");
         assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty(), "q5 is stranded");
