@@ -121,24 +121,27 @@ async fn insert_outbox(
     let new: Vec<(i64, String, i64, bool)> =
         match tx {
             Tx::Sqlite(c) => {
-                // json_each walks the array in order, so ids follow the order of recording.
+                // json_each walks the array in order, so ids follow the order of recording. Each
+                // row's object is rendered as text once (a materialised CTE) rather than once per
+                // field read from it; the same goes for the statements below.
                 sqlx::query_as(
-                "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
+                    "WITH r AS MATERIALIZED (SELECT key, value AS v FROM json_each($1))
+                 INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
                                      next_attempt_at, created_at)
-                 SELECT value ->> 'idempotency_key', value ->> 'lead_id', value ->> 'chat_id',
-                        value ->> 'action', value ->> 'in_order',
-                        CASE WHEN value ->> 'in_order' AND EXISTS (
-                                 SELECT 1 FROM outbox p WHERE p.chat_id = value ->> 'chat_id'
+                 SELECT v ->> 'idempotency_key', v ->> 'lead_id', v ->> 'chat_id',
+                        v ->> 'action', v ->> 'in_order',
+                        CASE WHEN v ->> 'in_order' AND EXISTS (
+                                 SELECT 1 FROM outbox p WHERE p.chat_id = v ->> 'chat_id'
                                    AND p.in_order AND p.status IN ('queued', 'pending', 'sending'))
                              THEN 'queued' ELSE 'pending' END,
-                        value ->> 'now', value ->> 'now'
-                 FROM json_each($1) WHERE true ORDER BY key
+                        v ->> 'now', v ->> 'now'
+                 FROM r WHERE true ORDER BY key
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING id, idempotency_key, chat_id, status = 'queued'",
-            )
-            .bind(to_json(&rows)?)
-            .fetch_all(&mut **c)
-            .await?
+                )
+                .bind(to_json(&rows)?)
+                .fetch_all(&mut **c)
+                .await?
             }
             Tx::Postgres(c) => sqlx::query_as(
                 "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
@@ -187,13 +190,14 @@ async fn insert_history(tx: &mut Tx, rows: &[HistoryRow]) -> Result<(), StorageE
     match tx {
         Tx::Sqlite(c) => {
             sqlx::query(
-                "INSERT INTO messages (lead_id, direction, kind, text, update_id, outbox_id,
+                "WITH r AS MATERIALIZED (SELECT key, value AS v FROM json_each($1))
+                 INSERT INTO messages (lead_id, direction, kind, text, update_id, outbox_id,
                                        telegram_message_id, author_id, created_at)
-                 SELECT value ->> 'lead_id', value ->> 'direction', value ->> 'kind',
-                        value ->> 'text', value ->> 'update_id', value ->> 'outbox_id',
-                        value ->> 'telegram_message_id', value ->> 'author_id',
-                        value ->> 'created_at'
-                 FROM json_each($1) ORDER BY key",
+                 SELECT v ->> 'lead_id', v ->> 'direction', v ->> 'kind',
+                        v ->> 'text', v ->> 'update_id', v ->> 'outbox_id',
+                        v ->> 'telegram_message_id', v ->> 'author_id',
+                        v ->> 'created_at'
+                 FROM r ORDER BY key",
             )
             .bind(to_json(&rows)?)
             .execute(&mut **c)
@@ -239,10 +243,11 @@ async fn insert_steps(tx: &mut Tx, rows: &[StepRow]) -> Result<(), StorageError>
     match tx {
         Tx::Sqlite(c) => {
             sqlx::query(
-                "INSERT INTO step_events (lead_id, dialogue_id, step, created_at)
-                 SELECT value ->> 'lead_id', value ->> 'dialogue_id', value ->> 'step',
-                        value ->> 'created_at'
-                 FROM json_each($1) ORDER BY key",
+                "WITH r AS MATERIALIZED (SELECT key, value AS v FROM json_each($1))
+                 INSERT INTO step_events (lead_id, dialogue_id, step, created_at)
+                 SELECT v ->> 'lead_id', v ->> 'dialogue_id', v ->> 'step',
+                        v ->> 'created_at'
+                 FROM r ORDER BY key",
             )
             .bind(to_json(&rows)?)
             .execute(&mut **c)

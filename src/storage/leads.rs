@@ -252,15 +252,19 @@ const SAVED: [&str; 33] = [
 
 /// The statement writing back the leads of a JSON array of [`Lead`]s (`$1`).
 fn flush_sql(postgres: bool) -> String {
-    let (value, from) = if postgres {
+    // SQLite: each row's object is rendered as text once (a materialised CTE), not once per
+    // column read from it, and parsed once (SQLite keeps the last JSON texts it parsed).
+    let (with, value, from) = if postgres {
         (
+            "",
             "s.{}",
             "json_populate_recordset(NULL::leads, $1::JSON) AS s",
         )
     } else {
         (
+            "WITH s AS MATERIALIZED (SELECT value ->> 'id' AS id, value AS v FROM json_each($1)) ",
             "s.v ->> '{}'",
-            "(SELECT value ->> 'id' AS id, value AS v FROM json_each($1)) AS s",
+            "s",
         )
     };
     let set: Vec<String> = SAVED
@@ -268,7 +272,7 @@ fn flush_sql(postgres: bool) -> String {
         .map(|c| format!("{c} = {}", value.replace("{}", c)))
         .collect();
     format!(
-        "UPDATE leads SET {} FROM {from} WHERE leads.id = s.id",
+        "{with}UPDATE leads SET {} FROM {from} WHERE leads.id = s.id",
         set.join(", ")
     )
 }

@@ -61,10 +61,10 @@ pub async fn store_batch_in(
                     })
                     .collect();
                 sqlx::query_as(
-                    "INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
-                     SELECT value ->> 0, value ->> 1, value ->> 2, $2,
-                            CASE WHEN value ->> 3 THEN $2 END
-                     FROM json_each($1) WHERE true
+                    "WITH r AS MATERIALIZED (SELECT value AS v FROM json_each($1))
+                     INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
+                     SELECT v ->> 0, v ->> 1, v ->> 2, $2, CASE WHEN v ->> 3 THEN $2 END
+                     FROM r WHERE true
                      ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
                 )
                 .bind(super::later::to_json(&rows)?)
