@@ -117,6 +117,9 @@ pub struct App {
     pub staff_chat_id: i64,
     /// Wakes the outbox worker.
     pub outbox_wake: Arc<Notify>,
+    /// Rows claimed for this process's outbox worker by the transaction that enqueued them;
+    /// `None` leaves them to the worker's own claims.
+    pub handover: Option<Arc<crate::outbox::handover::Handover>>,
     /// Whether the staff chat is a forum (a topic per lead).
     pub staff_forum: Arc<crate::staff::topics::ForumFlag>,
     /// Prometheus metrics.
@@ -192,6 +195,10 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::new());
     let outbox_wake = Arc::new(Notify::new());
+    let handover = Arc::new(crate::outbox::handover::Handover::new(
+        OUTBOX_UNRECORDED,
+        Some(instance_id),
+    ));
     let stored = Arc::new(Notify::new());
     let staff_forum = Arc::new(crate::staff::topics::ForumFlag::default());
     let app = Arc::new(App {
@@ -201,6 +208,7 @@ pub async fn run(
         settings,
         staff_chat_id,
         outbox_wake: outbox_wake.clone(),
+        handover: Some(handover.clone()),
         staff_forum: staff_forum.clone(),
         metrics: metrics.clone(),
     });
@@ -219,6 +227,7 @@ pub async fn run(
         clock: clock.clone(),
         token: token.expose().to_owned(),
         wake: outbox_wake.clone(),
+        handover: Some(handover),
         batch: OUTBOX_UNRECORDED,
         sends: Arc::new(tokio::sync::Semaphore::new(OUTBOX_SENDS)),
         staff_chat_id,

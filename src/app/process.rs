@@ -370,7 +370,18 @@ async fn store_and_apply(
         enqueued |= ctx.enqueued;
         tx = ctx.tx;
     }
+    // The replies are claimed for this process's worker here, rather than by the worker in a
+    // transaction of its own.
+    let handed = match &app.handover {
+        Some(h) if enqueued => {
+            crate::storage::outbox::claim_due_in(&mut tx, now, h.room(), h.owner()).await?
+        }
+        _ => Vec::new(),
+    };
     tx.commit().await?;
+    if let Some(h) = &app.handover {
+        h.give(handed);
+    }
     if enqueued {
         app.outbox_wake.notify_one();
     }

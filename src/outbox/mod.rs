@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod backoff;
+pub mod handover;
 pub mod worker;
 
 pub use action::{Action, Button, Markup};

@@ -8,6 +8,7 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::action::Action;
 use super::backoff;
+use super::handover::Handover;
 use crate::clock::Clock;
 use crate::staff::topics::{self, ForumFlag};
 use crate::storage::{self, Db, StorageError};
@@ -29,8 +30,10 @@ pub struct Worker {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub token: String,
-    /// Woken when rows are enqueued.
+    /// Woken when rows are enqueued or handed over.
     pub wake: Arc<Notify>,
+    /// Rows claimed for this worker by the transactions that enqueued them.
+    pub handover: Option<Arc<Handover>>,
     /// Rows claimed and not yet recorded, at most: the more, the more deliveries each recording
     /// transaction carries.
     pub batch: i64,
@@ -70,9 +73,11 @@ impl Worker {
     /// Telegram accepting a message and the bot recording it stays short under load.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, StorageError> {
-        let rows =
+        let mut rows = self.handover.as_ref().map(|h| h.take()).unwrap_or_default();
+        rows.extend(
             storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), self.batch, self.owner)
-                .await?;
+                .await?,
+        );
         if rows.is_empty() {
             return Ok(Step::Empty);
         }
@@ -339,6 +344,11 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            if let Some(handover) = &self.handover {
+                for row in handover.take() {
+                    self.spawn_send(&mut in_flight, row);
+                }
+            }
             let room = self.room(&in_flight);
             if room > 0 && !claimed {
                 match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
@@ -367,6 +377,9 @@ impl Worker {
             } else {
                 Duration::from_millis(100)
             };
+            if let Some(handover) = &self.handover {
+                handover.set_in_flight(in_flight.len());
+            }
             tokio::select! {
                 Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
                     let done = finished(first, &mut in_flight);
@@ -386,7 +399,13 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
-        // Sends already made are recorded, so a graceful stop doubles nothing.
+        // Rows handed over are sent too; sends already made are recorded, so a graceful stop
+        // doubles nothing.
+        if let Some(handover) = &self.handover {
+            for row in handover.take() {
+                self.spawn_send(&mut in_flight, row);
+            }
+        }
         while let Some(first) = in_flight.join_next().await {
             let done = finished(first, &mut in_flight);
             if let Err(e) = self.record_patiently(&done, 0).await {

@@ -121,8 +121,9 @@ pub async fn claim_due_by(
     })
 }
 
-/// [`claim_due_by`] inside a transaction (the outbox worker records deliveries and claims the
-/// rows they unblock in one go).
+/// [`claim_due_by`] inside a transaction: the outbox worker records deliveries and claims the
+/// rows they unblock in one go; an update's transaction claims the messages it enqueued (see
+/// `outbox::handover`).
 pub async fn claim_due_in(
     tx: &mut Tx,
     now: i64,
@@ -132,6 +133,8 @@ pub async fn claim_due_in(
     if limit <= 0 {
         return Ok(Vec::new());
     }
+    // Rows this transaction enqueued to be written at commit are claimable too.
+    later::flush(tx).await?;
     let postgres = matches!(tx, Tx::Postgres(_));
     Ok(with_tx!(tx, |c| {
         sqlx::query_as::<_, Row>(&claim_sql(postgres))

@@ -46,6 +46,7 @@ fn manual_app(t: &TestApp, clock: &ManualClock) -> App {
         settings: t.settings.clone(),
         staff_chat_id: STAFF_CHAT,
         outbox_wake: Arc::new(Notify::new()),
+        handover: None,
         metrics: Arc::new(leadbot::metrics::Metrics::new()),
         staff_forum: Arc::default(),
     }
