@@ -299,6 +299,32 @@ both_databases! {
 }
 
 /// Makes writing `text` into the history fail (the database refuses it) until it is dropped.
+/// Waits until the one update pending has been tried and put back.
+async fn until_the_one_pending_update_was_tried(db: &storage::Db) {
+    eventually("the failing update was tried and put back", || {
+        let db = db.clone();
+        async move {
+            storage::updates::pending(&db, 10, 100)
+                .await
+                .is_ok_and(|p| p.len() == 1 && p[0].attempts >= 1)
+        }
+    })
+    .await;
+}
+
+/// Waits until `n` updates are stored and not applied.
+async fn until_pending(db: &storage::Db, n: i64, what: &str) {
+    eventually(what, || {
+        let db = db.clone();
+        async move {
+            storage::updates::pending_count(&db)
+                .await
+                .is_ok_and(|c| c == n)
+        }
+    })
+    .await;
+}
+
 async fn refuse_history_text(db: &storage::Db, text: &str) {
     match db {
         storage::Db::Sqlite(p) => {
@@ -365,20 +391,10 @@ both_databases! {
             bot_says(&app, u.id, "Как к вам обращаться").await;
         }
         let db = app.db.clone();
-        eventually("the failing update was tried and put back", || {
-            let db = db.clone();
-            async move {
-                storage::updates::pending(&db, 10, 100).await.is_ok_and(|p| p.len() == 1 && p[0].attempts >= 1)
-            }
-        })
-        .await;
+        until_the_one_pending_update_was_tried(&db).await;
         // Once the database accepts it again, the update is applied after its backoff.
         stop_refusing(&app.db).await;
-        eventually("the failing update was applied in the end", || {
-            let db = db.clone();
-            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
-        })
-        .await;
+        until_pending(&db, 0, "the failing update was applied in the end").await;
         app.settle().await;
         for u in fine {
             assert_eq!(count_bot(&app, u.id, "Как к вам обращаться").await, 1, "{}", app.fake.transcript(u.id));
@@ -401,28 +417,14 @@ both_databases! {
         refuse_history_text(&app.db, "boom").await;
         app.fake.push(u.text("boom"));
         let db = app.db.clone();
-        eventually("the failing update was tried and put back", || {
-            let db = db.clone();
-            async move {
-                storage::updates::pending(&db, 10, 100).await.is_ok_and(|p| p.len() == 1 && p[0].attempts >= 1)
-            }
-        })
-        .await;
+        until_the_one_pending_update_was_tried(&db).await;
         // The next message comes in a batch of its own: a batch is applied as it is stored, but
         // not this message, which must wait for the one before it.
         app.fake.push(u.presses_button(&consent, "Согласен"));
-        eventually("the later message is stored and waits", || {
-            let db = db.clone();
-            async move { storage::updates::pending_count(&db).await.unwrap_or(0) == 2 }
-        })
-        .await;
+        until_pending(&db, 2, "the later message is stored and waits").await;
         stop_refusing(&app.db).await;
         bot_says(&app, u.id, "Как к вам обращаться").await;
-        eventually("both were applied", || {
-            let db = db.clone();
-            async move { storage::updates::pending_count(&db).await.unwrap_or(1) == 0 }
-        })
-        .await;
+        until_pending(&db, 0, "both were applied").await;
         let lead = storage::leads::by_telegram(&app.db, u.id).await.unwrap().expect("stored");
         let history = storage::messages::history(&app.db, lead.id, 100).await.unwrap();
         let incoming: Vec<i64> = history.iter().filter(|m| m.direction == "in").filter_map(|m| m.update_id).collect();
