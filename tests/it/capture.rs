@@ -88,7 +88,13 @@ both_databases! {
         let typed = app.fake.push(user.text("Анна"));
         bot_says(&app, user.id, "Оставьте телефон").await;
 
-        // Telegram sends both again, as it does when it never saw the confirmation.
+        // Telegram sends both again, as it does when it never saw the confirmation, to the poll
+        // the bot has open (one opened later would confirm them first). The reply can reach the
+        // chat before that poll opens: wait for it.
+        app.fake
+            .wait_until(crate::prospect::WAIT, |s| s.offset_confirmed() > typed.update_id)
+            .await
+            .expect("the bot polled past the name");
         let polls = app.fake.read(|s| s.polls_started());
         assert!(app.fake.redeliver(press.update_id));
         assert!(app.fake.redeliver(typed.update_id));
