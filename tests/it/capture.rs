@@ -453,14 +453,42 @@ async fn a_message_enqueued_while_the_one_before_is_recorded_is_released_at_comm
     };
     let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
     let now = 1_800_000_000_000;
+    // A chat's message enqueued and claimed: in flight.
+    let in_flight = |key: &'static str, chat: i64| {
+        let db = db.clone();
+        async move {
+            let mut tx = db.begin().await.expect("begin");
+            outbox::enqueue(&mut tx, key, None, chat, "{}", true, now)
+                .await
+                .expect("enqueue");
+            tx.commit().await.expect("commit");
+            let claimed = outbox::claim_due(&db, now, 10).await.expect("claim");
+            assert_eq!(
+                claimed
+                    .iter()
+                    .map(|r| r.idempotency_key.as_str())
+                    .collect::<Vec<_>>(),
+                vec![key]
+            );
+            claimed
+        }
+    };
+    // The worker's transaction recording a delivery and releasing what waits behind it, open.
+    let recording = |row: &outbox::Row, mid: i64| {
+        let (db, id, chat) = (db.clone(), row.id, row.chat_id);
+        async move {
+            let mut record = db.begin().await.expect("begin");
+            outbox::mark_sent_in(&mut record, &[(id, Some(mid))], now)
+                .await
+                .expect("mark");
+            outbox::promote_in(&mut record, &[chat])
+                .await
+                .expect("promote");
+            record
+        }
+    };
     let chat = 7101;
-    let mut tx = db.begin().await.expect("begin");
-    outbox::enqueue(&mut tx, "q1", None, chat, "{}", true, now)
-        .await
-        .expect("enqueue");
-    tx.commit().await.expect("commit");
-    let q1 = outbox::claim_due(&db, now, 10).await.expect("claim");
-    assert_eq!(q1.len(), 1);
+    let q1 = in_flight("q1", chat).await;
 
     // The update's transaction: q2 and q3 wait behind q1, which is in flight (q2 is written
     // before q3, which is written at once).
@@ -470,13 +498,7 @@ async fn a_message_enqueued_while_the_one_before_is_recorded_is_released_at_comm
         .await
         .expect("enqueue");
     // Meanwhile the worker records q1 and releases the chat's next row: it cannot see q2 yet.
-    let mut record = db.begin().await.expect("begin");
-    outbox::mark_sent_in(&mut record, &[(q1[0].id, Some(11))], now)
-        .await
-        .expect("mark");
-    outbox::promote_in(&mut record, &[chat])
-        .await
-        .expect("promote");
+    let record = recording(&q1[0], 11).await;
     record.commit().await.expect("commit");
     assert_eq!(
         outbox::promote(&db, &[chat]).await.expect("promote"),
@@ -512,25 +534,8 @@ async fn a_message_enqueued_while_the_one_before_is_recorded_is_released_at_comm
     // the update that enqueued r2 found r1 still in flight. The worker promotes again after its
     // commit, as `outbox::promote` asks.
     let chat = 7102;
-    let mut tx = db.begin().await.expect("begin");
-    outbox::enqueue(&mut tx, "r1", None, chat, "{}", true, now)
-        .await
-        .expect("enqueue");
-    tx.commit().await.expect("commit");
-    let r1 = outbox::claim_due(&db, now, 10).await.expect("claim");
-    assert_eq!(
-        r1.iter()
-            .map(|r| r.idempotency_key.as_str())
-            .collect::<Vec<_>>(),
-        vec!["r1"]
-    );
-    let mut record = db.begin().await.expect("begin");
-    outbox::mark_sent_in(&mut record, &[(r1[0].id, Some(12))], now)
-        .await
-        .expect("mark");
-    outbox::promote_in(&mut record, &[chat])
-        .await
-        .expect("promote");
+    let r1 = in_flight("r1", chat).await;
+    let record = recording(&r1[0], 12).await;
     let mut update = db.begin().await.expect("begin");
     outbox::enqueue(&mut update, "r2", None, chat, "{}", true, now)
         .await
