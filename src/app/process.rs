@@ -378,11 +378,16 @@ async fn store_and_apply(
         }
         _ => Vec::new(),
     };
+    let promotes = tx.promotes_at_commit();
     tx.commit().await?;
+    // Rows handed over wake the worker themselves, and it need not claim: this claim took
+    // every row due then, or as many as the worker has room for (it claims more when it
+    // records). Rows promoted at commit (PostgreSQL) are for the worker's claim.
+    let claim = handed.is_empty() || promotes;
     if let Some(h) = &app.handover {
         h.give(handed);
     }
-    if enqueued {
+    if enqueued && claim {
         app.outbox_wake.notify_one();
     }
     Ok(Intake {

@@ -17,6 +17,8 @@ pub struct Handover {
     limit: i64,
     /// The instance id claimed rows are stamped with (see `storage::ops`).
     owner: Option<i64>,
+    /// Woken when rows are given.
+    given: tokio::sync::Notify,
 }
 
 impl Handover {
@@ -26,6 +28,7 @@ impl Handover {
             in_flight: AtomicI64::new(0),
             limit,
             owner,
+            given: tokio::sync::Notify::new(),
         }
     }
 
@@ -41,11 +44,17 @@ impl Handover {
         self.owner
     }
 
-    /// Gives the worker rows claimed by a committed transaction (then wake it).
+    /// Gives the worker rows claimed by a committed transaction, and wakes it.
     pub fn give(&self, rows: Vec<Row>) {
         if !rows.is_empty() {
             self.lock().extend(rows);
+            self.given.notify_one();
         }
+    }
+
+    /// Waits until rows are given (the worker's side; a give before the wait counts).
+    pub async fn given(&self) {
+        self.given.notified().await;
     }
 
     /// The rows given since the last call (the worker's side).

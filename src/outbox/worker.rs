@@ -195,15 +195,17 @@ impl Worker {
                 .filter_map(|&(d, mid)| mid.map(|mid| (d.row.id, mid)))
                 .collect();
             let mut tx = self.db.begin().await?;
-            storage::outbox::mark_sent_in(&mut tx, &sent, now).await?;
-            storage::messages::link_delivered_in(&mut tx, &linked).await?;
             let mut chats: Vec<i64> = delivered.iter().map(|(d, _)| d.row.chat_id).collect();
             chats.sort_unstable();
             chats.dedup();
-            storage::outbox::promote_in(&mut tx, &chats).await?;
+            let record = storage::outbox::Delivered {
+                sent: &sent,
+                linked: &linked,
+                chats: &chats,
+                now,
+            };
             claimed =
-                storage::outbox::claim_due_in(&mut tx, self.clock.now_ms(), claim, self.owner)
-                    .await?;
+                storage::outbox::record_delivered_in(&mut tx, &record, claim, self.owner).await?;
             tx.commit().await?;
             // PostgreSQL: a message enqueued behind one of these while they were being recorded
             // (see `outbox::promote`). SQLite's writers take turns, so each sees the other's rows.
@@ -338,8 +340,10 @@ impl Worker {
     /// next group's sends go on: a claim larger than the requests allowed at once keeps both busy.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut in_flight = JoinSet::new();
-        // Whether the last round claimed already (with the deliveries it recorded).
-        let mut claimed = false;
+        // Whether rows may be due that nobody claimed for this worker: not after a round whose
+        // claim (with the deliveries it recorded) took fewer than it could, nor after rows were
+        // handed over (the transaction that did so claimed what was due).
+        let mut claim = true;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -350,7 +354,7 @@ impl Worker {
                 }
             }
             let room = self.room(&in_flight);
-            if room > 0 && !claimed {
+            if room > 0 && claim {
                 match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
                     .await
                 {
@@ -362,7 +366,6 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
                 }
             }
-            claimed = false;
             // Rows blocked behind a chat's send in flight are claimed when its delivery is
             // recorded, so with sends in flight the timer only serves rows coming due later, and
             // a tenth of a second is soon enough for those (no query needed on the busy path).
@@ -380,13 +383,22 @@ impl Worker {
             if let Some(handover) = &self.handover {
                 handover.set_in_flight(in_flight.len());
             }
+            let handed = async {
+                match &self.handover {
+                    Some(h) => h.given().await,
+                    None => std::future::pending().await,
+                }
+            };
+            claim = true;
             tokio::select! {
                 Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
                     let done = finished(first, &mut in_flight);
-                    match self.record_patiently(&done, self.room(&in_flight)).await {
+                    let room = self.room(&in_flight);
+                    match self.record_patiently(&done, room).await {
                         Ok(rows) => {
-                            // An empty claim says nothing was due then; new rows wake the worker.
-                            claimed = !rows.is_empty();
+                            // A claim short of its limit took every row due then; rows enqueued
+                            // later wake the worker.
+                            claim = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= room;
                             for row in rows {
                                 self.spawn_send(&mut in_flight, row);
                             }
@@ -394,6 +406,7 @@ impl Worker {
                         Err(e) => tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart"),
                     }
                 }
+                _ = handed => claim = false,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => {}

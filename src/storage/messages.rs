@@ -115,6 +115,11 @@ pub async fn erase(tx: &mut Tx, lead_id: i64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// [`link_delivered_in`] on SQLite: `$1` a JSON array of `[outbox id, Telegram message id]`.
+pub(super) const LINK_SQLITE: &str = "UPDATE messages SET telegram_message_id = d.mid
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS mid FROM json_each($1)) AS d
+     WHERE messages.outbox_id = d.id";
+
 /// Links delivered outbox rows to their history entries, `(outbox id, Telegram message id)`,
 /// with one statement, inside a transaction.
 pub async fn link_delivered_in(tx: &mut Tx, delivered: &[(i64, i64)]) -> Result<(), StorageError> {
@@ -125,14 +130,10 @@ pub async fn link_delivered_in(tx: &mut Tx, delivered: &[(i64, i64)]) -> Result<
         Tx::Sqlite(c) => {
             let rows = serde_json::to_string(delivered)
                 .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "UPDATE messages SET telegram_message_id = d.mid
-                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS mid FROM json_each($1)) AS d
-                 WHERE messages.outbox_id = d.id",
-            )
-            .bind(rows)
-            .execute(&mut **c)
-            .await?;
+            sqlx::query(LINK_SQLITE)
+                .bind(rows)
+                .execute(&mut **c)
+                .await?;
         }
         Tx::Postgres(c) => {
             let ids: Vec<i64> = delivered.iter().map(|d| d.0).collect();

@@ -161,6 +161,8 @@ impl Db {
                 .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                // A connection to a local file does not go stale: no ping before each use.
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await?;
             Ok(Db::Sqlite(pool))
@@ -317,6 +319,15 @@ impl Tx {
             }
         }
         Ok(())
+    }
+
+    /// Whether [`Tx::commit`] will promote messages this transaction enqueued behind others
+    /// (PostgreSQL only), which some claim must then take. Asked after the rows were written.
+    pub fn promotes_at_commit(&self) -> bool {
+        match self {
+            Tx::Sqlite(_) => false,
+            Tx::Postgres(t) => !t.later.queued_chats.is_empty(),
+        }
     }
 
     /// The rows this transaction writes at its commit.

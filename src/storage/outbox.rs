@@ -148,6 +148,11 @@ pub async fn claim_due_in(
 
 /// The claim: `$1` now, `$2` how many, `$3` the owner.
 fn claim_sql(postgres: bool) -> String {
+    claim_sql_with(postgres, ["$1", "$2", "$3"])
+}
+
+/// The claim with its parameters named: now, how many, the owner.
+fn claim_sql_with(postgres: bool, [now, limit, owner]: [&str; 3]) -> String {
     // SQLite is told which indexes to walk: without statistics its planner reads and sorts the
     // whole backlog, which made each claim cost milliseconds under load.
     let (o, p, lock) = if postgres {
@@ -160,14 +165,14 @@ fn claim_sql(postgres: bool) -> String {
         )
     };
     format!(
-        "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $3
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = {owner}
          WHERE id IN (
              SELECT o.id FROM {o}
-             WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+             WHERE o.status = 'pending' AND o.next_attempt_at <= {now}
                AND (NOT o.in_order
                     OR NOT EXISTS (SELECT 1 FROM {p} WHERE p.chat_id = o.chat_id AND p.id < o.id
                                    AND p.in_order AND p.status IN ('queued', 'pending', 'sending')))
-             ORDER BY o.id LIMIT $2 {lock})
+             ORDER BY o.id LIMIT {limit} {lock})
          RETURNING {COLUMNS}"
     )
 }
@@ -187,16 +192,11 @@ pub async fn mark_sent_in(
         Tx::Sqlite(c) => {
             let rows =
                 serde_json::to_string(sent).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = s.mid,
-                        last_error = NULL
-                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS mid FROM json_each($2)) AS s
-                 WHERE outbox.id = s.id",
-            )
-            .bind(now)
-            .bind(rows)
-            .execute(&mut **c)
-            .await?;
+            sqlx::query(MARK_SENT_SQLITE)
+                .bind(now)
+                .bind(rows)
+                .execute(&mut **c)
+                .await?;
         }
         Tx::Postgres(c) => {
             let ids: Vec<i64> = sent.iter().map(|s| s.0).collect();
@@ -215,6 +215,57 @@ pub async fn mark_sent_in(
         }
     }
     Ok(())
+}
+
+/// What the outbox worker records after a group of sends Telegram accepted.
+pub struct Delivered<'a> {
+    /// `(outbox id, Telegram message id)` of each row sent.
+    pub sent: &'a [(i64, Option<i64>)],
+    /// `(outbox id, Telegram message id)` of the rows whose history entries get the message id.
+    pub linked: &'a [(i64, i64)],
+    /// The chats sent to, whose next message in order may now go.
+    pub chats: &'a [i64],
+    /// When they were recorded.
+    pub now: i64,
+}
+
+/// Records deliveries in `tx`: marks the rows sent ([`mark_sent_in`]), links their history
+/// entries (`messages::link_delivered_in`), promotes each chat's next message ([`promote_in`]),
+/// and claims up to `claim` due rows for `owner` ([`claim_due_in`]), the promoted ones among
+/// them. On SQLite the four statements go to the database as one query (one round trip to its
+/// thread instead of four), and they run in that order.
+pub async fn record_delivered_in(
+    tx: &mut Tx,
+    d: &Delivered<'_>,
+    claim: i64,
+    owner: Option<i64>,
+) -> Result<Vec<Row>, StorageError> {
+    // Rows this transaction enqueued to be written at commit are claimable too.
+    later::flush(tx).await?;
+    if let Tx::Sqlite(c) = tx {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "{MARK_SENT_SQLITE};\n{link};\n{promote};\n{claim}",
+                link = super::messages::LINK_SQLITE.replace("$1", "$3"),
+                promote = PROMOTE_SQLITE.replace("$1", "$4"),
+                claim = claim_sql_with(false, ["$5", "$6", "$7"]),
+            )
+        });
+        return Ok(sqlx::query_as::<_, Row>(SQL.as_str())
+            .bind(d.now)
+            .bind(later::to_json(&d.sent)?)
+            .bind(later::to_json(&d.linked)?)
+            .bind(later::to_json(&d.chats)?)
+            .bind(d.now)
+            .bind(claim.max(0))
+            .bind(owner)
+            .fetch_all(&mut *c.tx)
+            .await?);
+    }
+    mark_sent_in(tx, d.sent, d.now).await?;
+    super::messages::link_delivered_in(tx, d.linked).await?;
+    promote_in(tx, d.chats).await?;
+    claim_due_in(tx, d.now, claim, owner).await
 }
 
 /// Puts a row back for another attempt at `at`.
@@ -314,6 +365,13 @@ pub async fn promote(db: &Db, chats: &[i64]) -> Result<u64, StorageError> {
     };
     Ok(done)
 }
+
+/// `$1` when, `$2` a JSON array of `[outbox id, Telegram message id]`.
+const MARK_SENT_SQLITE: &str =
+    "UPDATE outbox SET status = 'sent', sent_at = $1, telegram_message_id = s.mid,
+            last_error = NULL
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS mid FROM json_each($2)) AS s
+     WHERE outbox.id = s.id";
 
 const PROMOTE_SQLITE: &str = "UPDATE outbox SET status = 'pending'
      WHERE status = 'queued' AND id IN (

@@ -60,15 +60,21 @@ pub async fn store_batch_in(
                         (u.update_id, u.user_id, u.payload.as_str(), applied)
                     })
                     .collect();
+                // The next offset is written by a second statement of the same query (one
+                // round trip to the database's thread).
                 sqlx::query_as(
                     "WITH r AS MATERIALIZED (SELECT value AS v FROM json_each($1))
                      INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
                      SELECT v ->> 0, v ->> 1, v ->> 2, $2, CASE WHEN v ->> 3 THEN $2 END
                      FROM r WHERE true
-                     ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
+                     ON CONFLICT (update_id) DO NOTHING RETURNING update_id;
+                     INSERT INTO kv (key, value) VALUES ($3, $4)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(super::later::to_json(&rows)?)
                 .bind(now)
+                .bind(OFFSET_KEY)
+                .bind(next_offset.to_string())
                 .fetch_all(&mut **c)
                 .await?
             }
@@ -77,8 +83,12 @@ pub async fn store_batch_in(
                 let users: Vec<Option<i64>> = batch.iter().map(|u| u.user_id).collect();
                 let payloads: Vec<&str> = batch.iter().map(|u| u.payload.as_str()).collect();
                 let applied: Vec<bool> = ids.iter().map(|id| applying.contains(id)).collect();
+                // The next offset is written by the same statement (one round trip).
                 sqlx::query_as(
-                    "INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
+                    "WITH next_offset AS (
+                         INSERT INTO kv (key, value) VALUES ($6, $7)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value)
+                     INSERT INTO updates (update_id, user_id, payload, received_at, processed_at)
                      SELECT u.id, u.user_id, u.payload, $5, CASE WHEN u.applied THEN $5 END
                      FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[])
                           AS u (id, user_id, payload, applied)
@@ -89,12 +99,16 @@ pub async fn store_batch_in(
                 .bind(payloads)
                 .bind(applied)
                 .bind(now)
+                .bind(OFFSET_KEY)
+                .bind(next_offset.to_string())
                 .fetch_all(&mut **c)
                 .await?
             }
         }
     };
-    tx.kv_set(OFFSET_KEY, &next_offset.to_string()).await?;
+    if batch.is_empty() {
+        tx.kv_set(OFFSET_KEY, &next_offset.to_string()).await?;
+    }
     Ok(new.into_iter().map(|(id,)| id).collect())
 }
 

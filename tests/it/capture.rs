@@ -590,13 +590,21 @@ both_databases! {
         assert_eq!(keys, vec!["cb1", "d1", "q1"]);
         assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty(), "q2 waits for q1");
         assert_eq!(outbox::by_key(&db, "q2").await.unwrap().map(|r| r.status).as_deref(), Some("queued"));
-        // Recording q1's delivery lets q2 go, and claims it in the same transaction.
+        // Recording q1's delivery, as the outbox worker does, links its history entry, lets q2
+        // go, and claims it in the same transaction.
         let mut tx = db.begin().await.expect("begin");
-        outbox::mark_sent_in(&mut tx, &[(q1.id, Some(11))], now).await.expect("mark");
-        outbox::promote_in(&mut tx, &[chat]).await.expect("promote");
-        let next = outbox::claim_due_in(&mut tx, now, 10, None).await.expect("claim");
+        let record = outbox::Delivered { sent: &[(q1.id, Some(11))], linked: &[(q1.id, 11)], chats: &[chat], now };
+        let next = outbox::record_delivered_in(&mut tx, &record, 10, Some(3)).await.expect("record");
         tx.commit().await.expect("commit");
-        assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), vec![q2]);
+        assert_eq!(next.iter().map(|r| (r.id, r.status.as_str())).collect::<Vec<_>>(), vec![(q2, "sending")]);
+        let q1_now = outbox::by_key(&db, "q1").await.unwrap().expect("q1");
+        assert_eq!((q1_now.status.as_str(), q1_now.telegram_message_id), ("sent", Some(11)));
+        assert_eq!(messages::history(&db, lead.id, 10).await.unwrap()[0].telegram_message_id, Some(11));
+        // With no room, a record claims nothing.
+        let mut tx = db.begin().await.expect("begin");
+        let record = outbox::Delivered { sent: &[(cb1.id, None)], linked: &[], chats: &[chat], now };
+        assert!(outbox::record_delivered_in(&mut tx, &record, 0, None).await.expect("record").is_empty());
+        tx.commit().await.expect("commit");
 
         // A chat's next row waits as queued; giving up the one before it lets it go, and the
         // timer's sweep finds nothing left behind.
