@@ -333,8 +333,9 @@ impl Worker {
         Ok(action)
     }
 
-    /// Runs until shutdown. Sends overlap: whenever one finishes (and on every wake-up) more due
-    /// rows are claimed, up to `batch` claimed and not yet recorded and `sends` requests at once,
+    /// Runs until shutdown. Sends overlap: whenever one finishes (and on every wake-up, and with
+    /// every hand-over of rows claimed for it) more due rows are claimed, up to `batch` claimed
+    /// and not yet recorded and `sends` requests at once,
     /// so a send that hangs or meets a slow 5xx holds up only its own chat (whose next row waits
     /// for it, keeping the chat's order). While one group of deliveries is being recorded, the
     /// next group's sends go on: a claim larger than the requests allowed at once keeps both busy.
