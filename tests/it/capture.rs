@@ -439,6 +439,11 @@ both_databases! {
     }
 }
 
+/// The idempotency keys of outbox rows, in their order.
+fn keys(rows: &[storage::outbox::Row]) -> Vec<&str> {
+    rows.iter().map(|r| r.idempotency_key.as_str()).collect()
+}
+
 /// PostgreSQL runs an update's transaction and the outbox worker's recording side by side: the
 /// update enqueues the chat's next message behind the one in flight while the worker records that
 /// one as delivered and releases what waited behind it, blind to the update's uncommitted row.
@@ -463,27 +468,26 @@ async fn a_message_enqueued_while_the_one_before_is_recorded_is_released_at_comm
                 .expect("enqueue");
             tx.commit().await.expect("commit");
             let claimed = outbox::claim_due(&db, now, 10).await.expect("claim");
-            assert_eq!(
-                claimed
-                    .iter()
-                    .map(|r| r.idempotency_key.as_str())
-                    .collect::<Vec<_>>(),
-                vec![key]
-            );
+            assert_eq!(keys(&claimed), vec![key]);
             claimed
         }
     };
-    // The worker's transaction recording a delivery and releasing what waits behind it, open.
+    // The worker's transaction recording a delivery and releasing what waits behind it, open
+    // (it claims nothing here, so that the claims below show what was released).
     let recording = |row: &outbox::Row, mid: i64| {
         let (db, id, chat) = (db.clone(), row.id, row.chat_id);
         async move {
             let mut record = db.begin().await.expect("begin");
-            outbox::mark_sent_in(&mut record, &[(id, Some(mid))], now)
+            let delivered = outbox::Delivered {
+                sent: &[(id, Some(mid))],
+                linked: &[],
+                chats: &[chat],
+                now,
+            };
+            let claimed = outbox::record_delivered_in(&mut record, &delivered, 0, None)
                 .await
-                .expect("mark");
-            outbox::promote_in(&mut record, &[chat])
-                .await
-                .expect("promote");
+                .expect("record");
+            assert!(claimed.is_empty());
             record
         }
     };
@@ -522,13 +526,7 @@ async fn a_message_enqueued_while_the_one_before_is_recorded_is_released_at_comm
         "still behind q2"
     );
     let claimed = outbox::claim_due(&db, now, 10).await.expect("claim");
-    assert_eq!(
-        claimed
-            .iter()
-            .map(|r| r.idempotency_key.as_str())
-            .collect::<Vec<_>>(),
-        vec!["q2"]
-    );
+    assert_eq!(keys(&claimed), vec!["q2"]);
 
     // The other way round, in another chat: the worker's recording of r1 commits last, after
     // the update that enqueued r2 found r1 still in flight. The worker promotes again after its
@@ -585,9 +583,9 @@ both_databases! {
         // The chat's first question, the callback answer and the other chat's message go out
         // together; the chat's second question waits for its first.
         let claimed = outbox::claim_due(&db, now, 10).await.expect("claim");
-        let mut keys: Vec<&str> = claimed.iter().map(|r| r.idempotency_key.as_str()).collect();
-        keys.sort();
-        assert_eq!(keys, vec!["cb1", "d1", "q1"]);
+        let mut claimed_keys = keys(&claimed);
+        claimed_keys.sort();
+        assert_eq!(claimed_keys, vec!["cb1", "d1", "q1"]);
         assert!(outbox::claim_due(&db, now, 10).await.expect("claim").is_empty(), "q2 waits for q1");
         assert_eq!(outbox::by_key(&db, "q2").await.unwrap().map(|r| r.status).as_deref(), Some("queued"));
         // Recording q1's delivery, as the outbox worker does, links its history entry, lets q2
