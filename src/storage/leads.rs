@@ -176,15 +176,40 @@ async fn sync(tx: &mut Tx) -> Result<(), StorageError> {
 }
 
 /// Creates a lead; a concurrent creation of the same user is resolved by the unique key.
+///
+/// The new row comes back from the insert itself, so the leads this transaction changed stay
+/// buffered and cached. Only when the Telegram id is still taken in the table (another process
+/// created the lead, or a lead erased earlier in this transaction has not been written yet) are
+/// the buffered changes written and the insert tried again.
 pub async fn insert(tx: &mut Tx, new: &NewLead<'_>, now: i64) -> Result<Lead, StorageError> {
+    if let Some(lead) = insert_returning(tx, new, now).await? {
+        tx.later().leads.keep(&lead);
+        return Ok(lead);
+    }
     // A changed lead may still hold this Telegram id in the table (one erased earlier in the batch).
     sync(tx).await?;
-    with_tx!(tx, |c| {
-        sqlx::query(
+    if let Some(lead) = insert_returning(tx, new, now).await? {
+        tx.later().leads.keep(&lead);
+        return Ok(lead);
+    }
+    lock_by_telegram(tx, new.telegram_id)
+        .await?
+        .ok_or_else(|| StorageError::Corrupt("lead vanished right after insert".into()))
+}
+
+/// The insert of [`insert`]: the new row, or `None` when the Telegram id is taken.
+async fn insert_returning(
+    tx: &mut Tx,
+    new: &NewLead<'_>,
+    now: i64,
+) -> Result<Option<Lead>, StorageError> {
+    Ok(with_tx!(tx, |c| {
+        sqlx::query_as::<_, Lead>(&format!(
             "INSERT INTO leads (telegram_id, chat_id, username, first_name, last_name, language_code,
                                 source, created_at, last_activity_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (telegram_id) DO NOTHING",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (telegram_id) DO NOTHING
+             RETURNING {COLUMNS}"
+        ))
         .bind(new.telegram_id)
         .bind(new.chat_id)
         .bind(new.username)
@@ -193,11 +218,9 @@ pub async fn insert(tx: &mut Tx, new: &NewLead<'_>, now: i64) -> Result<Lead, St
         .bind(new.language_code)
         .bind(new.source)
         .bind(now)
-        .execute(c).await.map(|r| r.rows_affected())
-    })?;
-    lock_by_telegram(tx, new.telegram_id)
-        .await?
-        .ok_or_else(|| StorageError::Corrupt("lead vanished right after insert".into()))
+        .fetch_optional(c)
+        .await
+    })?)
 }
 
 /// Keeps a lead's new state; it is written when the transaction commits.

@@ -39,11 +39,18 @@ impl Poller {
                 _ = shutdown.changed() => return,
             }
         }
+        // The offset the last stored batch moved to. It is read from the database at start and
+        // after a batch could not be stored; otherwise it is known without asking.
+        let mut stored_offset: Option<i64> = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let offset = match updates::polling_offset(&self.app.db).await {
+            let offset = match stored_offset {
+                Some(o) => Ok(Some(o)),
+                None => updates::polling_offset(&self.app.db).await,
+            };
+            let offset = match offset {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the polling offset; retrying");
@@ -98,6 +105,7 @@ impl Poller {
                     }
                     match crate::app::process::intake(&self.app, &incoming, next).await {
                         Ok(done) => {
+                            stored_offset = Some(next);
                             tracing::debug!(
                                 received = batch.len(),
                                 new = done.new,
@@ -113,6 +121,7 @@ impl Poller {
                         }
                         Err(e) => {
                             // Not stored means not confirmed: the same batch comes again.
+                            stored_offset = None;
                             tracing::warn!(error = %e, "cannot store updates; they will be fetched again");
                             if wait(&mut shutdown, backoff(&mut failures)).await {
                                 break;

@@ -700,6 +700,24 @@ both_databases! {
         leads::save(&mut tx, &changed);
         drop(tx);
         assert_eq!(leads::by_telegram(&db, 502).await.expect("read"), Some(other));
+
+        // Two transactions create the same user's lead at once (PostgreSQL; SQLite's writers take
+        // turns): the second finds the Telegram id taken and gets the first one's lead.
+        if db.is_postgres() {
+            let mut first_tx = db.begin().await.expect("begin");
+            let created = leads::insert(&mut first_tx, &new(505), now).await.expect("insert");
+            let second = tokio::spawn({
+                let db = db.clone();
+                async move {
+                    let mut tx = db.begin().await.expect("begin");
+                    let lead = leads::insert(&mut tx, &new(505), now).await.expect("insert");
+                    tx.commit().await.expect("commit");
+                    lead
+                }
+            });
+            first_tx.commit().await.expect("commit");
+            assert_eq!(second.await.expect("second creation").id, created.id);
+        }
         db.close().await;
     }
 }
