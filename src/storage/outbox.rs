@@ -190,11 +190,9 @@ pub async fn mark_sent_in(
     }
     match tx {
         Tx::Sqlite(c) => {
-            let rows =
-                serde_json::to_string(sent).map_err(|e| StorageError::Corrupt(e.to_string()))?;
             sqlx::query(MARK_SENT_SQLITE)
                 .bind(now)
-                .bind(rows)
+                .bind(later::to_json(&sent)?)
                 .execute(&mut **c)
                 .await?;
         }
