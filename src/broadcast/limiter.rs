@@ -135,8 +135,12 @@ impl Window {
 /// The broadcast's overall rate: a bucket at 98% of the configured rate that lets a late sender
 /// catch up by up to 3% of it at once, under a cap of 98.5% of the rate (1,000/s: 985) on every
 /// one-second window, aligned anywhere.
+///
+/// Replicas sending one broadcast each keep to their share of the rate ([`Pace::share`]).
 #[derive(Clone, Debug)]
 pub struct Pace {
+    per_second: u32,
+    replicas: u32,
     bucket: Bucket,
     window: Window,
 }
@@ -144,23 +148,59 @@ pub struct Pace {
 impl Pace {
     /// The pace for a configured `per_second`.
     pub fn new(per_second: u32) -> Pace {
-        let rate = u64::from(per_second.max(1));
-        // Rounded up: the interval is never shorter than the pace asks.
-        let interval_us = (1_000_000_000u64).div_ceil(rate * PACE_PER_MILLE);
-        let interval_us = i64::try_from(interval_us).unwrap_or(i64::MAX / 4);
-        let burst = i64::try_from((rate * BURST_PER_MILLE / 1000).max(1)).unwrap_or(1);
-        Pace {
+        let mut pace = Pace {
+            per_second,
+            replicas: 1,
             bucket: Bucket {
-                interval_us,
-                tolerance_us: interval_us * (burst - 1) + SLACK_US,
+                interval_us: 1,
+                tolerance_us: 0,
                 tat_us: i64::MIN / 2,
             },
             window: Window {
-                cap: (rate - rate * MARGIN_PER_MILLE / 1000).max(1),
+                cap: 1,
                 recent: VecDeque::new(),
                 count: 0,
             },
+        };
+        pace.derive();
+        pace
+    }
+
+    /// Keeps to one `replicas`-th of the configured rate from now on (at least one message a
+    /// second). What was admitted stays counted: a smaller share waits until the last second's
+    /// admissions fit under it.
+    pub fn share(&mut self, replicas: u32) {
+        let replicas = replicas.max(1);
+        if replicas != self.replicas {
+            self.replicas = replicas;
+            self.derive();
         }
+    }
+
+    /// Admits nothing for the second after `now_ms`, as if this replica had just sent its full
+    /// share: a replica that joins others already sending waits so, while they learn of it and
+    /// take their smaller shares.
+    pub fn hold(&mut self, now_ms: i64) {
+        let room = self.window.room(now_ms);
+        self.window.admit(now_ms, room);
+    }
+
+    /// The replicas the rate is shared among.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
+    }
+
+    /// Sets the bucket's interval and burst and the window's cap from the rate and the share.
+    fn derive(&mut self) {
+        let rate = u64::from(self.per_second.max(1));
+        let replicas = u64::from(self.replicas.max(1));
+        // Rounded up: the interval is never shorter than the pace asks.
+        let interval_us = (1_000_000_000u64 * replicas).div_ceil(rate * PACE_PER_MILLE);
+        let interval_us = i64::try_from(interval_us).unwrap_or(i64::MAX / 4);
+        let burst = i64::try_from((rate * BURST_PER_MILLE / 1000 / replicas).max(1)).unwrap_or(1);
+        self.bucket.interval_us = interval_us;
+        self.bucket.tolerance_us = interval_us * (burst - 1) + SLACK_US;
+        self.window.cap = ((rate - rate * MARGIN_PER_MILLE / 1000) / replicas).max(1);
     }
 
     /// Admits as many of `n` messages as the pace allows at `now_ms`; returns how many.
@@ -350,6 +390,46 @@ mod tests {
             prop_assert!(busiest as u32 <= rate, "{busiest} in a second at a configured {rate}/s");
         }
 
+        /// Replicas that each keep to their share, whatever their attempts, never let a second
+        /// hold more than the configured rate together, also when one joins while the others
+        /// send (it holds back a second; they learn of it within a housekeeping period). Each
+        /// replica sends at least one message a second, so the rate is at least the replicas.
+        #[test]
+        fn shares_of_the_rate_never_add_up_to_more_than_it(
+            rate in 3u32..2000,
+            steps in prop::collection::vec((0usize..3, 0i64..30, 1u32..40), 1..2000),
+            joins_at in 0usize..2000,
+            learn_ms in 0i64..=250,
+        ) {
+            let mut paces = [Pace::new(rate), Pace::new(rate), Pace::new(rate)];
+            // Two replicas run; a third joins at some step, holding back for a second, and the
+            // others learn of it within a housekeeping period (250 ms).
+            paces[0].share(2);
+            paces[1].share(2);
+            let mut joined = None;
+            let mut t = 0;
+            let mut admitted = Vec::new();
+            for (i, (who, s, want)) in steps.into_iter().enumerate() {
+                t += s;
+                if i == joins_at {
+                    paces[2].share(3);
+                    paces[2].hold(t);
+                    joined = Some(t);
+                }
+                if joined.is_some_and(|j| t >= j + learn_ms) {
+                    paces[0].share(3);
+                    paces[1].share(3);
+                }
+                if who == 2 && joined.is_none() {
+                    continue;
+                }
+                let k = paces[who].take_up_to(want, t);
+                admitted.extend(std::iter::repeat_n(t, k as usize));
+            }
+            let busiest = busiest_second(&admitted);
+            prop_assert!(busiest as u32 <= rate, "{busiest} in a second at a configured {rate}/s");
+        }
+
         /// A sender that always has messages waiting, whose timer fires up to 3 ms late, reaches
         /// at least 97% of the configured rate over 20 s, and never more than the rate in a second.
         #[test]
@@ -364,6 +444,61 @@ mod tests {
             prop_assert!(admitted.len() as f64 >= floor, "{} of {wanted} at {rate}/s", admitted.len());
             prop_assert!(busiest_second(&admitted) as u32 <= rate);
         }
+    }
+
+    #[test]
+    fn replicas_sharing_the_rate_together_keep_to_it() {
+        // Two replicas at 1,000/s configured, each sending as fast as its share allows.
+        let mut a = Pace::new(1000);
+        let mut b = Pace::new(1000);
+        a.share(2);
+        b.share(2);
+        let mut admitted = Vec::new();
+        for t in 0..20_000 {
+            for p in [&mut a, &mut b] {
+                let k = p.take_up_to(64, t);
+                admitted.extend(std::iter::repeat_n(t, k as usize));
+            }
+        }
+        let rate = admitted.len() as f64 / 20.0;
+        assert!((970.0..=1000.0).contains(&rate), "{rate}/s");
+        assert!(
+            busiest_second(&admitted) <= 985,
+            "{}",
+            busiest_second(&admitted)
+        );
+    }
+
+    #[test]
+    fn a_smaller_share_waits_for_what_the_last_second_admitted() {
+        let mut p = Pace::new(100);
+        // A full second at the whole rate...
+        let mut admitted = 0;
+        for t in 0..1000 {
+            admitted += p.take_up_to(10, t);
+        }
+        assert!(admitted >= 97, "{admitted}");
+        // ...then a second replica joins: nothing more until the window holds under half.
+        p.share(2);
+        assert_eq!(p.replicas(), 2);
+        assert_eq!(p.take_up_to(10, 1000), 0);
+        assert!(p.wait_ms(1000) > 0);
+        let mut later = Vec::new();
+        for t in 1000..5000 {
+            later.extend(std::iter::repeat_n(t, p.take_up_to(10, t) as usize));
+        }
+        let last_three = later.iter().filter(|t| **t >= 2000).count();
+        assert!(
+            (145..=150).contains(&last_three),
+            "{last_three} in 3 s at half of 100/s"
+        );
+        // The replica leaves again: the whole rate.
+        p.share(1);
+        let mut full = 0;
+        for t in 6000..9000 {
+            full += p.take_up_to(10, t);
+        }
+        assert!((291..=300).contains(&full), "{full} in 3 s at 100/s");
     }
 
     #[test]

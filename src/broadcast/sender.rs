@@ -9,6 +9,9 @@
 //! - The overall rate (`LEADBOT_BROADCAST_RATE`) and one message per second per chat are kept by
 //!   exact token buckets over the injected clock; quiet hours pause sending; a 429 pauses the whole
 //!   broadcast for `retry_after`; a 403 marks the lead blocked.
+//! - Replicas on one PostgreSQL database share the overall rate: each keeps to an N-th of it, N
+//!   the live replicas counted at each housekeeping while something is sent; one that joins
+//!   others waits a second before it sends.
 //! - The staff chat gets a progress message edited at most every 3 seconds, and a final report.
 //! - Recalls delete sent messages (within 48 hours of sending).
 //!
@@ -31,8 +34,8 @@ use crate::app::App;
 use crate::app::texts::Lang;
 use crate::domain::CallbackData;
 use crate::outbox::{Action, Button, Markup};
-use crate::storage::StorageError;
 use crate::storage::broadcasts::{self as store, Broadcast, Eligibility};
+use crate::storage::{StorageError, ops};
 use crate::telegram::send::{self, SendError};
 
 /// How often schedules, expiries, completions and recalls are looked at.
@@ -75,7 +78,22 @@ impl Sender {
         if let Err(e) = store::requeue_recall(&self.app.db).await {
             tracing::error!(error = %e, "cannot resume recalls");
         }
-        let global = Arc::new(Mutex::new(Pace::new(self.app.settings.broadcast_rate)));
+        let mut pace = Pace::new(self.app.settings.broadcast_rate);
+        match ops::live_replicas(&self.app.db).await {
+            Ok(1) => {}
+            Ok(n) => {
+                // Joining replicas that may be sending: they learn of this one within a
+                // housekeeping period, and this one waits a second before taking its share.
+                tracing::info!(
+                    replicas = n,
+                    "the broadcast rate is shared among the live replicas"
+                );
+                pace.share(n);
+                pace.hold(self.app.clock.now_ms());
+            }
+            Err(e) => tracing::error!(error = %e, "cannot count the replicas"),
+        }
+        let global = Arc::new(Mutex::new(pace));
         let pauses: Pauses = Default::default();
         let (running, running_rx) = watch::channel(Vec::new());
         let recheck = Arc::new(Notify::new());
@@ -183,6 +201,9 @@ impl Sender {
                 still.push(Arc::new(b));
             }
         }
+        if !still.is_empty() {
+            self.share_rate(st).await?;
+        }
         // The dispatcher follows this list (and may claim again from every broadcast on it).
         st.running.send_replace(still);
         for b in store::reports_due(db, now, REPORT_REFRESH_MS).await? {
@@ -195,12 +216,29 @@ impl Sender {
         Ok(())
     }
 
+    /// Keeps the overall pace to this replica's share of the rate: replicas on one PostgreSQL
+    /// database send the same broadcasts, and together they keep to the configured rate.
+    async fn share_rate(&self, st: &State) -> Result<(), StorageError> {
+        let n = ops::live_replicas(&self.app.db).await?;
+        if let Ok(mut pace) = st.global.lock()
+            && pace.replicas() != n
+        {
+            tracing::info!(
+                replicas = n,
+                "the broadcast rate is shared among the live replicas"
+            );
+            pace.share(n);
+        }
+        Ok(())
+    }
+
     /// Deletes messages of recalled broadcasts.
     async fn recall_round(&self, st: &mut State, now: i64) -> Result<(), StorageError> {
         let db = &self.app.db;
         if !store::recall_waiting(db).await? {
             return Ok(());
         }
+        self.share_rate(st).await?;
         let rows = store::claim_recall(db, 100).await?;
         let mut touched = HashSet::new();
         for row in rows {

@@ -4,7 +4,8 @@
 //! On PostgreSQL each running replica holds a session advisory lock on its own negative key
 //! (lead work uses positive keys, the Telegram user ids) over a dedicated connection. When the
 //! process dies, its connection and lock go with it; the survivors then see the lock free and put
-//! back the rows the dead replica had claimed. On SQLite only one process may run, which a lock
+//! back the rows the dead replica had claimed. Each replica also enters its id in `replicas`, so
+//! that the live ones can be counted (broadcasts share their rate among them). On SQLite only one process may run, which a lock
 //! file next to the database enforces.
 
 use std::fs::File;
@@ -91,6 +92,7 @@ pub async fn join(db: &Db, database_url: &str) -> Result<Instance, JoinError> {
                 .execute(&mut conn)
                 .await
                 .map_err(StorageError::from)?;
+            register(pool, id).await?;
             Ok(Instance {
                 id,
                 lease: Lease {
@@ -166,6 +168,43 @@ impl Lease {
             .await?;
         *conn = fresh;
         Ok(())
+    }
+}
+
+/// A row's liveness lock is held: the advisory lock on a `bigint` key shows in `pg_locks` with
+/// the key's high half in `classid`, its low half in `objid` and `objsubid` 1.
+const LOCK_HELD: &str = "EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid::bigint = ((replicas.id >> 32) & 4294967295)
+      AND l.objid::bigint = (replicas.id & 4294967295))";
+
+/// Enters this replica (whose liveness lock is held) in the registry, and forgets the replicas
+/// that are gone.
+async fn register(pool: &sqlx::PgPool, id: i64) -> Result<(), StorageError> {
+    sqlx::query(&format!("DELETE FROM replicas WHERE NOT {LOCK_HELD}"))
+        .execute(pool)
+        .await?;
+    sqlx::query("INSERT INTO replicas (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// How many replicas are running on this database, this one included: on SQLite one; on
+/// PostgreSQL the registered replicas whose liveness lock is held (at least one).
+pub async fn live_replicas(db: &Db) -> Result<u32, StorageError> {
+    match db {
+        Db::Sqlite(_) => Ok(1),
+        Db::Postgres(p) => {
+            let (n,): (i64,) =
+                sqlx::query_as(&format!("SELECT count(*) FROM replicas WHERE {LOCK_HELD}"))
+                    .fetch_one(p)
+                    .await?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX).max(1))
+        }
     }
 }
 

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::both_databases;
-use crate::support::app::{STAFF_CHAT, TestApp, shipped_dialogues};
+use crate::support::app::{Backend, STAFF_CHAT, TestApp, shipped_dialogues};
 use crate::support::{RateLimits, StoredMessage, User};
 use leadbot::broadcast::segment::Segment;
 use leadbot::clock::Clock;
 use leadbot::config::QuietHours;
 use leadbot::storage::broadcasts::{self as store, Eligibility, NewBroadcast};
 use leadbot::storage::leads::{self, NewLead};
-use leadbot::storage::{self, Db};
+use leadbot::storage::{self, Db, ops};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -728,6 +728,8 @@ both_databases! {
 
 both_databases! {
     async fn two_bots_on_one_database_share_a_broadcast_and_serve_each_recipient_once(backend: Backend) {
+        // On PostgreSQL the second replica counts; on SQLite it is refused (one process).
+        let replicas = if matches!(backend, Backend::Postgres(_)) { 2 } else { 1 };
         let app = TestApp::spawn_configured(backend, shipped_dialogues(), |s| {
             s.broadcast_rate = 100;
         })
@@ -744,11 +746,24 @@ both_databases! {
         let second = tokio::spawn(leadbot::app::run(app.settings.clone(), options, async move {
             let _ = stopped.await;
         }));
+        // Telegram's limit is the configured rate and a little for the staff chat's progress
+        // messages: two replicas each sending at the whole rate would meet 429s.
+        app.fake.set_rate_limits(RateLimits {
+            global_per_second: Some(105),
+            private_chat_per_second: Some(1),
+            group_per_minute: None,
+        });
+        eventually("the second replica registered", Duration::from_secs(20), || async {
+            ops::live_replicas(&app.db).await.ok() == Some(replicas)
+        })
+        .await;
         let n = 400;
         let seeds: Vec<Seed> = (0..n).map(|i| Seed::consenting(500_000 + i)).collect();
         seed(&app.db, &seeds, app.clock.now_ms()).await;
+        let started = Instant::now();
         let id = create(&app, "Для двух реплик", None, "all", Duration::from_secs(3600)).await;
         wait_done(&app, id, Duration::from_secs(60)).await;
+        let took = started.elapsed();
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(20), second).await;
         let c = store::counts(&app.db, id).await.unwrap();
@@ -756,6 +771,17 @@ both_databases! {
         let per = offers_per_chat(&app);
         assert_eq!(per.len() as i64, n);
         assert!(per.values().all(|k| *k == 1), "nobody served twice");
+        // Together the replicas kept to the configured rate: no one-second window over it.
+        assert_eq!(app.fake.too_many_requests(), 0, "no 429 from the fake");
+        eprintln!(
+            "MEASURED broadcast of {n} by {replicas} replica(s) at LEADBOT_BROADCAST_RATE=100: {:.1} s",
+            took.as_secs_f64()
+        );
+        // The stopped replica no longer counts.
+        eventually("the second replica gone", Duration::from_secs(20), || async {
+            ops::live_replicas(&app.db).await.ok() == Some(1)
+        })
+        .await;
     }
 }
 
