@@ -4,7 +4,9 @@
 //! documented window between Telegram accepting a send and the bot recording it) are counted.
 //!
 //! The short version runs in the normal suite; `LEADBOT_CHAOS_FULL=1` runs 200 prospects and 25
-//! kills (`scripts/chaos.sh`). `LEADBOT_CHAOS_SEED` replays a run.
+//! kills (`scripts/chaos.sh`). `LEADBOT_CHAOS_SEED` replays a run. Prospects answer at once
+//! (every kill then lands among a crowd of sends in flight) unless `LEADBOT_CHAOS_THINK_MS=MIN-MAX`
+//! gives them a person's pace.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -113,6 +115,8 @@ struct Size {
     prospects: usize,
     kills: usize,
     timeout: Duration,
+    /// How long prospects take to answer (`LEADBOT_CHAOS_THINK_MS=500-3000`); at once if unset.
+    think: Option<(Duration, Duration)>,
 }
 
 fn size() -> Size {
@@ -129,6 +133,18 @@ fn size() -> Size {
     {
         size.prospects = n;
     }
+    if let Ok(think) = std::env::var("LEADBOT_CHAOS_THINK_MS") {
+        let parsed = think.split_once('-').and_then(|(a, b)| {
+            Some((
+                Duration::from_millis(a.trim().parse().ok()?),
+                Duration::from_millis(b.trim().parse().ok()?),
+            ))
+        });
+        match parsed {
+            Some(range) => size.think = Some(range),
+            None => panic!("LEADBOT_CHAOS_THINK_MS must be MIN-MAX in milliseconds, not {think:?}"),
+        }
+    }
     size
 }
 
@@ -138,24 +154,69 @@ fn full_or_short() -> Size {
             prospects: 200,
             kills: 25,
             timeout: Duration::from_secs(300),
+            think: None,
         }
     } else {
         Size {
             prospects: 30,
             kills: 5,
             timeout: Duration::from_secs(60),
+            think: None,
         }
     }
 }
 
-/// Kills at random moments: after a random number of Bot API calls (other than `getUpdates`),
-/// spread over the run, so kills land in every phase (mid-send, mid-transaction, at start-up).
-fn kill_points(rng: &mut Rng, kills: usize, expected_calls: u64) -> Vec<usize> {
-    let mut points: Vec<usize> = (0..kills)
-        .map(|_| usize::try_from(rng.below(expected_calls * 9 / 10)).unwrap_or(0))
-        .collect();
-    points.sort_unstable();
-    points
+/// When the kills come, in order.
+enum Kills {
+    /// After a random number of Bot API calls (other than `getUpdates`), spread over the run: a
+    /// kill follows a call the fake just answered, so it lands in every phase (mid-send,
+    /// mid-transaction, at start-up) and, with prospects answering at once, among a crowd of
+    /// sends in flight.
+    AfterCalls(Vec<usize>),
+    /// At random times since the start, spread over the run (prospects at a person's pace): the
+    /// moment of a kill owes nothing to what the bot is doing.
+    AtTimes(Vec<Duration>),
+}
+
+impl Kills {
+    fn plan(rng: &mut Rng, size: &Size) -> Kills {
+        match size.think {
+            None => {
+                // About 9 sends, callback answers and edits per prospect.
+                let expected_calls = 9 * size.prospects as u64;
+                let mut points: Vec<usize> = (0..size.kills)
+                    .map(|_| usize::try_from(rng.below(expected_calls * 9 / 10)).unwrap_or(0))
+                    .collect();
+                points.sort_unstable();
+                Kills::AfterCalls(points)
+            }
+            Some((min, max)) => {
+                // About 8 thoughts per prospect (the start, 6 questions, a mistake or two).
+                let expected = (min + max) * 4;
+                let span = u64::try_from(expected.as_millis()).unwrap_or(0) * 9 / 10;
+                let mut times: Vec<Duration> = (0..size.kills)
+                    .map(|_| Duration::from_millis(rng.below(span.max(1))))
+                    .collect();
+                times.sort_unstable();
+                Kills::AtTimes(times)
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Kills::AfterCalls(p) => p.len(),
+            Kills::AtTimes(t) => t.len(),
+        }
+    }
+
+    /// Whether kill `k` is due after `calls` calls, `elapsed` into the run.
+    fn due(&self, k: usize, calls: impl FnOnce() -> usize, elapsed: Duration) -> bool {
+        match self {
+            Kills::AfterCalls(p) => p.get(k).is_some_and(|p| calls() >= *p),
+            Kills::AtTimes(t) => t.get(k).is_some_and(|t| elapsed >= *t),
+        }
+    }
 }
 
 fn say(line: String) {
@@ -167,23 +228,29 @@ both_databases! {
     async fn prospects_finish_with_every_answer_stored_once_while_the_bot_is_killed(backend: Backend) {
         let size = size();
         let seed = crowd::seed();
-        say(format!("chaos: seed {seed} (replay with LEADBOT_CHAOS_SEED={seed}), {} prospects, {} kills", size.prospects, size.kills));
+        let pace = match size.think {
+            Some((min, max)) => format!("answering after {}-{} ms", min.as_millis(), max.as_millis()),
+            None => "answering at once".to_owned(),
+        };
+        say(format!("chaos: seed {seed} (replay with LEADBOT_CHAOS_SEED={seed}), {} prospects {pace}, {} kills", size.prospects, size.kills));
         let fake = FakeTelegram::start().await;
         let test_db = TestDb::create(&backend).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut bot = BotProcess::new(&fake, &test_db.url, dir.path());
         let mut rng = Rng::new(seed ^ 0xC4A05);
-        // About 9 sends, callback answers and edits per prospect.
-        let points = kill_points(&mut rng, size.kills, 9 * size.prospects as u64);
+        let kills = Kills::plan(&mut rng, &size);
         let mut crowd = Crowd::new(size.prospects, 500_000, seed, 0.15);
+        if let Some((min, max)) = size.think {
+            crowd = crowd.with_think_time(min, max);
+        }
 
         let started = Instant::now();
         bot.start();
         let mut next_kill = 0;
         let result = crowd
             .drive(&fake, size.timeout, |_, fake| {
-                let calls = fake.read(|s| s.requests().iter().filter(|r| r.method != "getUpdates").count());
-                while next_kill < points.len() && calls >= points[next_kill] {
+                let calls = || fake.read(|s| s.requests().iter().filter(|r| r.method != "getUpdates").count());
+                while kills.due(next_kill, calls, started.elapsed()) {
                     bot.kill();
                     bot.start();
                     next_kill += 1;
@@ -194,7 +261,7 @@ both_databases! {
             panic!("{e}\nseed {seed}; bot log:\n{}", bot.log_tail());
         }
         // Kills not reached yet (the crowd finished early) happen now, while the outbox drains.
-        while next_kill < points.len() {
+        while next_kill < kills.len() {
             bot.kill();
             bot.start();
             next_kill += 1;

@@ -3,7 +3,7 @@
 //! afterwards that the bot stored every answer once and counts what Telegram got twice.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use leadbot::storage::{self, Db};
 use serde_json::Value;
@@ -110,6 +110,9 @@ pub struct Prospect {
     /// Questions already answered properly: the same question again is a duplicate (Telegram
     /// got it twice across a crash), which a person would ignore.
     done: HashSet<Question>,
+    /// With a think time: the bot message being thought about (0 before `/start`) and when the
+    /// answer goes.
+    thinking: Option<(i64, Instant)>,
     pub finished: bool,
     pub started: bool,
 }
@@ -147,6 +150,9 @@ pub struct Crowd {
     pub prospects: Vec<Prospect>,
     rng: Rng,
     mistake_rate: f64,
+    /// How long a prospect takes to start and to answer each question (uniform between the
+    /// two); none answers at once.
+    think: Option<(Duration, Duration)>,
     pub tally: Tally,
     /// Every update id the crowd pushed.
     pub pushed: Vec<i64>,
@@ -172,6 +178,7 @@ impl Crowd {
                     answered: HashSet::new(),
                     mistaken: HashSet::new(),
                     done: HashSet::new(),
+                    thinking: None,
                     finished: false,
                     started: false,
                 }
@@ -181,8 +188,35 @@ impl Crowd {
             prospects,
             rng,
             mistake_rate,
+            think: None,
             tally: Tally::default(),
             pushed: Vec::new(),
+        }
+    }
+
+    /// Prospects take between `min` and `max` to start and to answer each question, as people
+    /// do, instead of answering at once.
+    pub fn with_think_time(mut self, min: Duration, max: Duration) -> Crowd {
+        self.think = Some((min, max.max(min)));
+        self
+    }
+
+    /// Whether a prospect thinking about message `id` is ready to answer now; the first look at
+    /// a message starts the thinking.
+    fn ready(&mut self, i: usize, id: i64) -> bool {
+        let Some((min, max)) = self.think else {
+            return true;
+        };
+        let now = Instant::now();
+        let p = &mut self.prospects[i];
+        match p.thinking {
+            Some((seen, at)) if seen == id => now >= at,
+            _ => {
+                let spread = u64::try_from((max - min).as_millis()).unwrap_or(0);
+                let think = min + Duration::from_millis(self.rng.below(spread + 1));
+                self.prospects[i].thinking = Some((id, now + think));
+                false
+            }
         }
     }
 
@@ -200,16 +234,26 @@ impl Crowd {
     pub fn step(&mut self, fake: &FakeTelegram) -> usize {
         let mut pushed = 0;
         for i in 0..self.prospects.len() {
+            if self.prospects[i].finished {
+                continue;
+            }
+            if !self.prospects[i].started && !self.ready(i, 0) {
+                continue;
+            }
+            let last = fake.last_bot_message(self.prospects[i].user.id);
+            if let Some(m) = &last
+                && !self.prospects[i].answered.contains(&m.message_id)
+                && Question::of(m.visible_text()).is_some()
+                && !self.ready(i, m.message_id)
+            {
+                continue;
+            }
             let update = {
                 let p = &mut self.prospects[i];
-                if p.finished {
-                    continue;
-                }
                 if !p.started {
                     p.started = true;
                     Some((p.user.command("start", "chaos"), false))
                 } else {
-                    let last = fake.last_bot_message(p.user.id);
                     match last {
                         Some(m) if !p.answered.contains(&m.message_id) => {
                             let text = m.visible_text().to_owned();
@@ -251,7 +295,7 @@ impl Crowd {
 
     /// Drives the crowd until everyone finished or `timeout` passes, calling `between` after
     /// every look (the chaos test kills the bot there). Waits for the fake's state to change
-    /// between looks rather than for a fixed time.
+    /// between looks, or with a think time looks every 20 ms (the prospects' own clock).
     pub async fn drive(
         &mut self,
         fake: &FakeTelegram,
@@ -280,10 +324,16 @@ impl Crowd {
                     stuck.join("\n")
                 ));
             }
-            let seen = fake.read(|s| s.requests().len());
-            let _ = fake
-                .wait_until(Duration::from_millis(200), |s| s.requests().len() != seen)
-                .await;
+            if self.think.is_some() {
+                // People look at their phones on their own clock, not when the bot sends: every
+                // 20 ms, often enough to answer on time.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            } else {
+                let seen = fake.read(|s| s.requests().len());
+                let _ = fake
+                    .wait_until(Duration::from_millis(200), |s| s.requests().len() != seen)
+                    .await;
+            }
         }
     }
 }
