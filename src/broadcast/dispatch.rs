@@ -267,7 +267,10 @@ impl Dispatcher {
     fn hold_or_refill(&self, st: &mut State, now: i64) {
         let quiet = super::is_quiet(&self.app.settings, now);
         let claim_ms = st.claim_latency.now_ms(Instant::now());
-        let (ahead, low) = claim_sizes(self.app.settings.broadcast_rate, claim_ms as u64);
+        // This replica's share of the rate decides how much it claims ahead.
+        let replicas = self.global.lock().map(|g| g.replicas()).unwrap_or(1);
+        let rate = (self.app.settings.broadcast_rate / replicas.max(1)).max(1);
+        let (ahead, low) = claim_sizes(rate, claim_ms as u64);
         for (id, lane) in st.lanes.iter_mut() {
             let paused = paused_until(&self.pauses, *id, now);
             if quiet || paused.is_some() || lane.broadcast.expires_at <= now {

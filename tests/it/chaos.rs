@@ -4,7 +4,8 @@
 //! documented window between Telegram accepting a send and the bot recording it) are counted.
 //!
 //! The short version runs in the normal suite; `LEADBOT_CHAOS_FULL=1` runs 200 prospects and 25
-//! kills (`scripts/chaos.sh`). `LEADBOT_CHAOS_SEED` replays a run. Prospects answer at once
+//! kills (`scripts/chaos.sh`, with the release build named by `LEADBOT_CHAOS_BIN`).
+//! `LEADBOT_CHAOS_SEED` replays a run. Prospects answer at once
 //! (every kill then lands among a crowd of sends in flight) unless `LEADBOT_CHAOS_THINK_MS=MIN-MAX`
 //! gives them a person's pace.
 
@@ -62,7 +63,10 @@ impl BotProcess {
             .append(true)
             .open(self.log_path())
             .expect("bot log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_leadbot"));
+        // `scripts/chaos.sh` runs the release build; the suite runs the test build.
+        let bin = std::env::var("LEADBOT_CHAOS_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_leadbot").to_owned());
+        let mut command = Command::new(bin);
         command
             .arg("run")
             .env_clear()
