@@ -310,6 +310,7 @@ impl Sender {
                     text,
                     html: false,
                     markup: Markup::None,
+                    of_key: None,
                 };
                 send::perform(&self.bot, self.app.staff_chat_id, &action, &self.token).await
             }

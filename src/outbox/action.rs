@@ -47,12 +47,18 @@ pub enum Action {
     },
     /// editMessageText.
     EditMessage {
+        /// 0 with `of_key`: not known when the edit was queued.
         message_id: i32,
         text: String,
         #[serde(default)]
         html: bool,
         #[serde(default)]
         markup: Markup,
+        /// The edited message is the one the outbox row with this key sent, looked up at send
+        /// time: that row had not been recorded as sent when the edit was queued. The chat's
+        /// order sends the edit after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        of_key: Option<String>,
     },
     /// editMessageReplyMarkup with no keyboard: removes the buttons of a message.
     RemoveButtons { message_id: i32 },

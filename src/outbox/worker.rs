@@ -124,6 +124,25 @@ impl Worker {
                 };
             }
         };
+        let action = match self.message_to_edit(action).await {
+            Ok(Some(action)) => action,
+            Ok(None) => {
+                return Delivered {
+                    row,
+                    action: None,
+                    outcome: Outcome::Sent(Err(SendError::Permanent(
+                        "the message to edit was never sent".into(),
+                    ))),
+                };
+            }
+            Err(e) => {
+                return Delivered {
+                    row,
+                    action: None,
+                    outcome: Outcome::NotSent(e),
+                };
+            }
+        };
         // The semaphore is never closed; were it, the send would simply go ahead.
         let _turn = self.sends.acquire().await;
         let started = std::time::Instant::now();
@@ -301,6 +320,29 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// An edit queued before its message's delivery was recorded gets the message's id, which
+    /// is known by now (the chat's order sent that message first); `None` when it was never
+    /// sent.
+    async fn message_to_edit(&self, mut action: Action) -> Result<Option<Action>, StorageError> {
+        if let Action::EditMessage {
+            message_id,
+            of_key: Some(key),
+            ..
+        } = &mut action
+            && *message_id == 0
+        {
+            let sent = storage::outbox::by_key(&self.db, key)
+                .await?
+                .and_then(|r| r.telegram_message_id)
+                .and_then(|m| i32::try_from(m).ok());
+            match sent {
+                Some(id) => *message_id = id,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(action))
     }
 
     /// In a forum staff chat, a message meant for the lead's topic gets the topic's id.

@@ -106,11 +106,19 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
 }
 
 async fn edit_card(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageError> {
-    let Some(row) = storage::outbox::by_key_in(&mut ctx.tx, &alert_key(lead.id)).await? else {
+    let card_key = alert_key(lead.id);
+    let Some(row) = storage::outbox::by_key_in(&mut ctx.tx, &card_key).await? else {
         return Ok(());
     };
-    let Some(message_id) = row.telegram_message_id.and_then(|m| i32::try_from(m).ok()) else {
-        return Ok(());
+    // A manager may press a button of the card before its delivery is recorded (Telegram had
+    // accepted it a moment before): the edit then names the card's row, and the outbox looks
+    // its message id up when it sends the edit, after the card.
+    let (message_id, of_key) = match row.telegram_message_id.and_then(|m| i32::try_from(m).ok()) {
+        Some(id) => (id, None),
+        None if matches!(row.status.as_str(), "queued" | "pending" | "sending") => {
+            (0, Some(card_key))
+        }
+        None => return Ok(()),
     };
     let script = match &lead.dialogue_version {
         Some(v) => app.scripts.version(&mut ctx.tx, v).await?,
@@ -122,6 +130,7 @@ async fn edit_card(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageE
         text: card::html(&c),
         html: true,
         markup: card::buttons(lead.id, &lead.status, lead.manager_id.is_some()),
+        of_key,
     };
     let key = ctx.next_key("card");
     ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)

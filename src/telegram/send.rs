@@ -123,6 +123,7 @@ pub async fn perform(
             text,
             html,
             markup: m,
+            ..
         } => {
             let mut req = bot.edit_message_text(chat, MessageId(*message_id), text.clone());
             if *html {

@@ -81,6 +81,38 @@ both_databases! {
 }
 
 both_databases! {
+    async fn take_pressed_before_the_card_is_recorded_still_edits_the_card(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(3051).lang("ru");
+        up_to_need(&app, &user).await;
+        // Telegram delivers the card but its answer never comes: the bot cannot record the card
+        // until it sends it again, and the manager presses Take on the first copy meanwhile.
+        app.fake.fail_when(1, Fault::AcceptThenHang, |method, params| {
+            method == "sendMessage" && params["chat_id"] == STAFF_CHAT
+        });
+        finish_hot(&app, &user).await;
+        let first = bot_says(&app, STAFF_CHAT, "Горячий лид").await;
+        let id = lead_id(&app, &user).await;
+        let manager = User::new(3052).first_name("Олег");
+        app.fake.push(manager.presses_button(&first, "✋ Взять"));
+        eventually("the lead is taken", || async {
+            storage::leads::get(&app.db, id).await.ok().flatten().is_some_and(|l| l.manager_id == Some(manager.id))
+        })
+        .await;
+        // The card the bot recorded (sent again after the hang) shows the owner.
+        let key = leadbot::staff::alert::alert_key(id);
+        let card_of = || async { storage::outbox::by_key(&app.db, &key).await.ok().flatten().and_then(|r| r.telegram_message_id) };
+        eventually("the card's delivery is recorded", || async { card_of().await.is_some() }).await;
+        let card_id = card_of().await.expect("recorded");
+        assert_ne!(card_id, first.message_id, "the first copy's answer never came");
+        app.fake
+            .wait_for_message(STAFF_CHAT, WAIT, |m| m.message_id == card_id && m.text.as_deref().is_some_and(|t| t.contains("Олег")))
+            .await
+            .expect("the recorded card edited with the owner");
+    }
+}
+
+both_databases! {
     async fn two_managers_press_take_at_the_same_moment_and_one_wins(backend: Backend) {
         let mut app = TestApp::spawn(backend).await;
         let user = User::new(3101).lang("ru");

@@ -97,9 +97,6 @@ both_databases! {
         let user = User::new(2006).lang("ru").first_name("Анна");
         walk_hot(&intake, &user, "+79123456782").await;
         let card = bot_says(&w.fake, STAFF_CHAT, "Горячий лид").await;
-        // A manager takes seconds to press; the bot edits the card once it has recorded the
-        // card's message id (a press within that moment claims the lead without the edit).
-        delivery_recorded(&w.db, STAFF_CHAT, card.message_id).await;
         let manager = User::new(501).first_name("Мария");
         w.fake.push(manager.presses_button(&card, "✋ Взять"));
         w.fake

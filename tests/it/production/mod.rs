@@ -332,17 +332,6 @@ async fn settle(db: &Db) {
     .await;
 }
 
-/// Waits until the bot has recorded the delivery of its message `message_id` in `chat`.
-async fn delivery_recorded(db: &Db, chat: i64, message_id: i64) {
-    let sql = format!(
-        "SELECT COUNT(*) FROM outbox WHERE chat_id = {chat} AND telegram_message_id = {message_id}"
-    );
-    eventually("the delivery is recorded", || async {
-        scalar(db, &sql).await > 0
-    })
-    .await;
-}
-
 async fn scalar(db: &Db, sql: &str) -> i64 {
     match db {
         Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,

@@ -18,6 +18,9 @@ pub enum Fault {
     Hang,
     /// Closes the TCP connection without writing a response.
     CloseConnection,
+    /// Does what was asked (a message is delivered) but never answers: the sender cannot know
+    /// that Telegram accepted it.
+    AcceptThenHang,
     /// HTTP 429 with `parameters.retry_after`, as a flood-limited Telegram answers.
     TooManyRequests {
         /// Seconds the client is told to wait.

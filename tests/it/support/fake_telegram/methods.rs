@@ -36,8 +36,13 @@ const CAPTION_LIMIT: usize = 1024;
 type Params = Map<String, Value>;
 
 impl State {
-    /// Takes the first queued fault (or chaos roll) that applies to this request.
-    pub(super) fn take_fault(&mut self, method: &str, params: &Params) -> Option<Reply> {
+    /// Takes the first queued fault (or chaos roll) that applies to this request; `Err` when
+    /// the request is to be carried out and then left unanswered.
+    pub(super) fn take_fault(
+        &mut self,
+        method: &str,
+        params: &Params,
+    ) -> Option<Result<Reply, ()>> {
         let as_value = Value::Object(params.clone());
         let position = self
             .faults
@@ -55,7 +60,8 @@ impl State {
             }
             None => self.chaos.as_mut().and_then(|c| c.roll(method)),
         }?;
-        Some(match fault {
+        Some(Ok(match fault {
+            Fault::AcceptThenHang => return Some(Err(())),
             Fault::ServerError => Reply::Error {
                 code: 500,
                 description: "Internal Server Error".into(),
@@ -67,7 +73,7 @@ impl State {
                 self.too_many_requests += 1;
                 too_many_requests(retry_after)
             }
-        })
+        }))
     }
 
     /// Answers one request (other than `getUpdates`): faults, blocks and flood limits first,
@@ -78,8 +84,13 @@ impl State {
         params: &Params,
         files: &HashMap<String, Upload>,
     ) -> Reply {
-        if let Some(reply) = self.take_fault(method, params) {
-            return reply;
+        match self.take_fault(method, params) {
+            Some(Ok(reply)) => return reply,
+            Some(Err(())) => {
+                let _ = self.call(method, params, files);
+                return Reply::Hang;
+            }
+            None => {}
         }
         let chat_id = params.get("chat_id").and_then(as_chat_id);
         if chat_id.is_some_and(|id| self.blocked.contains(&id)) {

@@ -377,8 +377,10 @@ async fn get_updates(shared: &Shared, params: &Params) -> Reply {
     let limit = usize::try_from(as_i64("limit").unwrap_or(100).clamp(1, 100)).unwrap_or(100);
     let timeout = u64::try_from(as_i64("timeout").unwrap_or(0)).unwrap_or(0);
     let started = shared.update(|s| {
-        if let Some(reply) = s.take_fault("getUpdates", params) {
-            return Err(reply);
+        match s.take_fault("getUpdates", params) {
+            Some(Ok(reply)) => return Err(reply),
+            Some(Err(())) => return Err(Reply::Hang),
+            None => {}
         }
         if s.webhook.is_some() {
             return Err(Reply::Error {
