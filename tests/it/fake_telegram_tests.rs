@@ -489,6 +489,24 @@ async fn hang_surfaces_as_a_network_timeout() {
 }
 
 #[tokio::test]
+async fn accept_then_hang_delivers_the_message_but_never_answers() {
+    let fake = FakeTelegram::start().await;
+    let bot = fake.bot_with_timeout(Duration::from_millis(300));
+    fake.fail_next(1, Fault::AcceptThenHang);
+    let result = tokio::time::timeout(WAIT, bot.send_message(ChatId(USER), "delivered").send())
+        .await
+        .expect("the client gives up on its own");
+    match result {
+        Err(RequestError::Network(e)) => assert!(e.is_timeout(), "{e}"),
+        other => panic!("expected a network timeout, got {other:?}"),
+    }
+    assert_eq!(fake.requests_for("sendMessage")[0].status, None);
+    let held = fake.bot_messages_in(USER);
+    assert_eq!(held.len(), 1, "the chat holds the message");
+    assert_eq!(held[0].text.as_deref(), Some("delivered"));
+}
+
+#[tokio::test]
 async fn closed_connection_surfaces_as_a_network_error() {
     let fake = FakeTelegram::start().await;
     let bot = fake.bot_with_timeout(Duration::from_secs(3));
