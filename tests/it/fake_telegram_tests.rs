@@ -472,12 +472,12 @@ async fn blocked_user_surfaces_as_bot_blocked() {
     ));
 }
 
-#[tokio::test]
-async fn hang_surfaces_as_a_network_timeout() {
-    let fake = FakeTelegram::start().await;
+/// Sends `text` with the next request failing with `fault`, and checks the client gave up on
+/// its own with a timeout and the fake recorded no answer.
+async fn send_times_out(fake: &FakeTelegram, fault: Fault, text: &str) -> Bot {
     let bot = fake.bot_with_timeout(Duration::from_millis(300));
-    fake.fail_next(1, Fault::Hang);
-    let result = tokio::time::timeout(WAIT, bot.send_message(ChatId(USER), "hi").send())
+    fake.fail_next(1, fault);
+    let result = tokio::time::timeout(WAIT, bot.send_message(ChatId(USER), text).send())
         .await
         .expect("the client gives up on its own");
     match result {
@@ -485,25 +485,25 @@ async fn hang_surfaces_as_a_network_timeout() {
         other => panic!("expected a network timeout, got {other:?}"),
     }
     assert_eq!(fake.requests_for("sendMessage")[0].status, None);
+    bot
+}
+
+#[tokio::test]
+async fn hang_surfaces_as_a_network_timeout() {
+    let fake = FakeTelegram::start().await;
+    let bot = send_times_out(&fake, Fault::Hang, "hi").await;
+    assert!(fake.bot_messages_in(USER).is_empty(), "nothing delivered");
     send(&bot, USER, "the next request is answered").await;
 }
 
 #[tokio::test]
 async fn accept_then_hang_delivers_the_message_but_never_answers() {
     let fake = FakeTelegram::start().await;
-    let bot = fake.bot_with_timeout(Duration::from_millis(300));
-    fake.fail_next(1, Fault::AcceptThenHang);
-    let result = tokio::time::timeout(WAIT, bot.send_message(ChatId(USER), "delivered").send())
-        .await
-        .expect("the client gives up on its own");
-    match result {
-        Err(RequestError::Network(e)) => assert!(e.is_timeout(), "{e}"),
-        other => panic!("expected a network timeout, got {other:?}"),
-    }
-    assert_eq!(fake.requests_for("sendMessage")[0].status, None);
+    let bot = send_times_out(&fake, Fault::AcceptThenHang, "delivered").await;
     let held = fake.bot_messages_in(USER);
     assert_eq!(held.len(), 1, "the chat holds the message");
     assert_eq!(held[0].text.as_deref(), Some("delivered"));
+    send(&bot, USER, "the next request is answered").await;
 }
 
 #[tokio::test]

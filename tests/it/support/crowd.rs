@@ -208,8 +208,7 @@ impl Crowd {
             return true;
         };
         let now = Instant::now();
-        let p = &mut self.prospects[i];
-        match p.thinking {
+        match self.prospects[i].thinking {
             Some((seen, at)) if seen == id => now >= at,
             _ => {
                 let spread = u64::try_from((max - min).as_millis()).unwrap_or(0);

@@ -35,14 +35,17 @@ const CAPTION_LIMIT: usize = 1024;
 
 type Params = Map<String, Value>;
 
+/// What a fault does to a request.
+pub(super) enum Faulted {
+    /// The fault's answer instead of the method's.
+    Answer(Reply),
+    /// The method is carried out, then the request is left unanswered.
+    DoThenHang,
+}
+
 impl State {
-    /// Takes the first queued fault (or chaos roll) that applies to this request; `Err` when
-    /// the request is to be carried out and then left unanswered.
-    pub(super) fn take_fault(
-        &mut self,
-        method: &str,
-        params: &Params,
-    ) -> Option<Result<Reply, ()>> {
+    /// Takes the first queued fault (or chaos roll) that applies to this request.
+    pub(super) fn take_fault(&mut self, method: &str, params: &Params) -> Option<Faulted> {
         let as_value = Value::Object(params.clone());
         let position = self
             .faults
@@ -60,8 +63,8 @@ impl State {
             }
             None => self.chaos.as_mut().and_then(|c| c.roll(method)),
         }?;
-        Some(Ok(match fault {
-            Fault::AcceptThenHang => return Some(Err(())),
+        Some(Faulted::Answer(match fault {
+            Fault::AcceptThenHang => return Some(Faulted::DoThenHang),
             Fault::ServerError => Reply::Error {
                 code: 500,
                 description: "Internal Server Error".into(),
@@ -85,8 +88,8 @@ impl State {
         files: &HashMap<String, Upload>,
     ) -> Reply {
         match self.take_fault(method, params) {
-            Some(Ok(reply)) => return reply,
-            Some(Err(())) => {
+            Some(Faulted::Answer(reply)) => return reply,
+            Some(Faulted::DoThenHang) => {
                 let _ = self.call(method, params, files);
                 return Reply::Hang;
             }

@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::methods::Upload;
+use super::methods::{Faulted, Upload};
 use super::state::{RecordedRequest, Reply, State};
 use crate::support::bot_api::{self, MethodSpec};
 
@@ -378,8 +378,8 @@ async fn get_updates(shared: &Shared, params: &Params) -> Reply {
     let timeout = u64::try_from(as_i64("timeout").unwrap_or(0)).unwrap_or(0);
     let started = shared.update(|s| {
         match s.take_fault("getUpdates", params) {
-            Some(Ok(reply)) => return Err(reply),
-            Some(Err(())) => return Err(Reply::Hang),
+            Some(Faulted::Answer(reply)) => return Err(reply),
+            Some(Faulted::DoThenHang) => return Err(Reply::Hang),
             None => {}
         }
         if s.webhook.is_some() {
