@@ -435,7 +435,8 @@ impl Worker {
             claim = true;
             tokio::select! {
                 Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    let done = finished(first, &mut in_flight);
+                    let mut done = finished(first, &mut in_flight);
+                    gather(&mut done, &mut in_flight).await;
                     let room = self.room(&in_flight);
                     match self.record_patiently(&done, room).await {
                         Ok(rows) => {
@@ -477,11 +478,35 @@ impl Worker {
     }
 }
 
+/// How long the worker waits, after a send finished, for the few others in flight to finish too.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// Sends in flight, at most, for the worker to wait for them ([`GATHER`]).
+const GATHER_MAX: usize = 8;
+
+/// At light load a step's sends (the reply and the answer to the button pressed, say) finish
+/// within a millisecond of each other, and each finished group is one write transaction: waiting
+/// up to [`GATHER`] for the few others in flight records them together, which halves the
+/// transactions that take turns with the updates' own. Under load the groups are large anyway
+/// (and the sends many), so the worker does not wait.
+async fn gather<T: 'static>(done: &mut Vec<T>, sends: &mut JoinSet<T>) {
+    if sends.is_empty() || sends.len() > GATHER_MAX {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + GATHER;
+    while !sends.is_empty() {
+        match tokio::time::timeout_at(deadline, sends.join_next()).await {
+            Ok(Some(more)) => done.extend(finished(more, sends)),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
 /// The send that finished and every other one finished by now (a panicked send is logged; its
 /// row stays `sending` and is sent again after a restart).
-fn finished(first: Result<Delivered, JoinError>, sends: &mut JoinSet<Delivered>) -> Vec<Delivered> {
+fn finished<T: 'static>(first: Result<T, JoinError>, sends: &mut JoinSet<T>) -> Vec<T> {
     let mut done = Vec::new();
-    let mut take = |r: Result<Delivered, JoinError>| match r {
+    let mut take = |r: Result<T, JoinError>| match r {
         Ok(d) => done.push(d),
         Err(e) => tracing::error!(error = %e, "a send task failed"),
     };
@@ -494,4 +519,77 @@ fn finished(first: Result<Delivered, JoinError>, sends: &mut JoinSet<Delivered>)
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_taking(sends: &mut JoinSet<u32>, id: u32, ms: u64) {
+        sends.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            id
+        });
+    }
+
+    async fn first_finished(sends: &mut JoinSet<u32>) -> Vec<u32> {
+        match sends.join_next().await {
+            Some(first) => finished(first, sends),
+            None => Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_finishing_close_together_are_recorded_together() {
+        let mut sends = JoinSet::new();
+        send_taking(&mut sends, 1, 10);
+        send_taking(&mut sends, 2, 11);
+        let mut done = first_finished(&mut sends).await;
+        assert_eq!(done, [1]);
+        gather(&mut done, &mut sends).await;
+        done.sort_unstable();
+        assert_eq!(done, [1, 2]);
+        assert!(sends.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_still_running_after_the_wait_is_left_for_the_next_group() {
+        let mut sends = JoinSet::new();
+        send_taking(&mut sends, 1, 10);
+        send_taking(&mut sends, 2, 11);
+        send_taking(&mut sends, 3, 500);
+        let mut done = first_finished(&mut sends).await;
+        let waited_from = tokio::time::Instant::now();
+        gather(&mut done, &mut sends).await;
+        done.sort_unstable();
+        assert_eq!(done, [1, 2]);
+        assert_eq!(sends.len(), 1);
+        assert_eq!(waited_from.elapsed(), GATHER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_load_the_worker_records_what_finished_without_waiting() {
+        let mut sends = JoinSet::new();
+        send_taking(&mut sends, 0, 10);
+        let more = GATHER_MAX + 1;
+        for id in 1..=u32::try_from(more).unwrap_or(u32::MAX) {
+            send_taking(&mut sends, id, 11);
+        }
+        let mut done = first_finished(&mut sends).await;
+        let waited_from = tokio::time::Instant::now();
+        gather(&mut done, &mut sends).await;
+        assert_eq!(done, [0]);
+        assert_eq!(waited_from.elapsed(), Duration::ZERO);
+        assert_eq!(sends.len(), more);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_in_flight_means_no_wait() {
+        let mut sends: JoinSet<u32> = JoinSet::new();
+        let mut done = vec![7];
+        let waited_from = tokio::time::Instant::now();
+        gather(&mut done, &mut sends).await;
+        assert_eq!(done, [7]);
+        assert_eq!(waited_from.elapsed(), Duration::ZERO);
+    }
 }

@@ -239,7 +239,7 @@ async fn main() -> anyhow::Result<()> {
     if opts.soak {
         let soak = run_soak(&opts, &fake).await?;
         report::write_soak(&opts, &machine, &started, &soak)?;
-        let _ = std::fs::remove_dir_all(&opts.work);
+        remove_work(&opts.work);
         return Ok(());
     }
 
@@ -302,8 +302,20 @@ async fn main() -> anyhow::Result<()> {
     let load_end = report::loadavg();
     report::write(&opts, &machine, &started, &load_end, &outcomes)?;
     eprintln!("wrote {}", opts.out.display());
-    let _ = std::fs::remove_dir_all(&opts.work);
+    remove_work(&opts.work);
     Ok(())
+}
+
+/// The bots' log filter: `warn`, or `BENCH_BOT_LOG` (e.g. `warn,sqlx::query=debug` to see each
+/// statement's time; the logs are in the work directory, kept when `BENCH_KEEP_WORK` is set).
+fn bot_log_filter() -> String {
+    std::env::var("BENCH_BOT_LOG").unwrap_or_else(|_| "warn".to_owned())
+}
+
+fn remove_work(work: &Path) {
+    if std::env::var_os("BENCH_KEEP_WORK").is_none() {
+        let _ = std::fs::remove_dir_all(work);
+    }
 }
 
 fn chrono_like_now() -> String {
@@ -333,7 +345,7 @@ fn leadbot_env(opts: &Options, fake: &Fake, db_url: &str) -> Vec<(String, String
             "LEADBOT_BROADCAST_RATE".into(),
             opts.broadcast_rate.to_string(),
         ),
-        ("RUST_LOG".into(), "warn".into()),
+        ("RUST_LOG".into(), bot_log_filter()),
     ]
 }
 
@@ -468,7 +480,7 @@ fn launch(
     let base_env = vec![
         ("TELOXIDE_TOKEN".to_owned(), TOKEN.to_owned()),
         ("TELOXIDE_API_URL".to_owned(), fake.url()),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
+        ("RUST_LOG".to_owned(), bot_log_filter()),
     ];
     match kind {
         Kind::LeadbotSqlite | Kind::LeadbotPostgres => {

@@ -43,14 +43,17 @@ pub struct Bot {
     pub pid: u32,
 }
 
-/// Starts a program with extra environment; output goes to `log`.
+/// Starts a program with extra environment; output is appended to `log`.
 pub fn spawn(
     program: &str,
     args: &[String],
     env: &[(String, String)],
     log: &Path,
 ) -> anyhow::Result<Bot> {
-    let out = std::fs::File::create(log)?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(program);
     cmd.args(args)
