@@ -523,13 +523,17 @@ type Check = Box<dyn Fn(&Outcome) -> Option<(String, bool)>>;
 const LIMITS: &str = "\
 - **Cores.** Everything runs on the same machine: the bot under test, the fake Bot API and the load \
 generator (one thread), PostgreSQL for the PostgreSQL rows, and any other work on the host (see the load \
-average above). Closed-loop throughput is therefore a CPU-bound figure for the whole loop, not for the bot \
-alone; the echo ceiling shows what the HTTP round trips alone cost in the same setting.
+average above); the echo ceiling shows what the HTTP round trips alone cost in the same setting.
 - **leadbot's durability.** Every update is stored before `getUpdates` confirms it, every answer is \
 committed before the next question is sent, and each outgoing message is a durable outbox row that is \
 claimed, sent and marked sent. A step is thus several write transactions plus two Bot API calls (an \
 `answerCallbackQuery` and the next question) instead of one for the echo bot. With SQLite all writes go \
-through one file lock; with PostgreSQL each commit is a WAL flush (fsync) on the server.
+through one file lock, and leadbot's closed loop is bound by that writer's turn rather than by the \
+cores (profiled: both cores idle about 38% of the time; see the optimisation log's ninth round); with \
+PostgreSQL each commit is a WAL flush (fsync) on the server.
+- **leadbot's open-loop tail.** SQLite copies its write-ahead log into the database file inside the \
+commit that takes the log past 1,000 pages, a few milliseconds during which the next update waits: at \
+500 steps/s that happens about 13 times a second and sets the p99.
 - **Peers.** The teloxide dialogue peer serialises each chat's dialogue state through `SqliteStorage` \
 (one connection, a write per step); aiogram is CPU-bound in one Python process; both confirm updates to \
 Telegram before handling them, so a crash loses queued updates (leadbot does not).
