@@ -723,6 +723,58 @@ both_databases! {
 }
 
 both_databases! {
+    async fn a_lead_changed_across_several_writes_in_one_transaction_keeps_every_change(backend: Backend) {
+        use leadbot::storage::leads::{self, NewLead};
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
+        let now = 1_700_000_000_000;
+        let new = NewLead {
+            telegram_id: 601,
+            chat_id: 601,
+            username: Some("anna"),
+            first_name: Some("Анна"),
+            last_name: None,
+            language_code: Some("ru"),
+            source: "vk_ads",
+        };
+        let mut tx = db.begin().await.expect("begin");
+        let mut lead = leads::insert(&mut tx, &new, now).await.expect("insert");
+        lead.session = r#"{"step":"name"}"#.into();
+        lead.score = 10;
+        leads::save(&mut tx, &lead);
+        // A statement that reads the table writes the change first and forgets what was read.
+        assert_eq!(leads::get_in(&mut tx, lead.id).await.expect("read").map(|l| l.score), Some(10));
+        let mut again = leads::lock_by_telegram(&mut tx, 601).await.expect("read").expect("lead");
+        assert_eq!(again, lead);
+        // A column set back to what the table holds, another changed, a third changed twice.
+        again.score = 0;
+        again.phone = Some("+79001234567".into());
+        again.session = r#"{"step":"phone"}"#.into();
+        leads::save(&mut tx, &again);
+        again.session = r#"{"step":"done"}"#.into();
+        leads::save(&mut tx, &again);
+        tx.commit().await.expect("commit");
+        assert_eq!(leads::get(&db, again.id).await.expect("read"), Some(again.clone()));
+
+        // A lead saved by a transaction that did not read it is written whole.
+        let mut outside = leads::get(&db, again.id).await.expect("read").expect("lead");
+        outside.temperature = "warm".into();
+        outside.name = Some("Анна".into());
+        let mut tx = db.begin().await.expect("begin");
+        leads::save(&mut tx, &outside);
+        tx.commit().await.expect("commit");
+        assert_eq!(leads::get(&db, again.id).await.expect("read"), Some(outside.clone()));
+
+        // Saving a lead unchanged writes nothing and changes nothing.
+        let mut tx = db.begin().await.expect("begin");
+        let same = leads::lock_by_telegram(&mut tx, 601).await.expect("read").expect("lead");
+        leads::save(&mut tx, &same);
+        tx.commit().await.expect("commit");
+        assert_eq!(leads::get(&db, again.id).await.expect("read"), Some(outside));
+        db.close().await;
+    }
+}
+
+both_databases! {
     async fn a_batch_leaves_users_another_replica_holds_and_skips_updates_applied_already(backend: Backend) {
         use storage::updates::{self, IncomingUpdate};
         let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
