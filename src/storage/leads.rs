@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{Db, StorageError, Tx, with_db, with_tx, write_db};
 
 /// A lead as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct Lead {
     pub id: i64,
     pub telegram_id: Option<i64>,
@@ -614,38 +614,12 @@ mod tests {
             id: 7,
             telegram_id: Some(501),
             chat_id: Some(501),
-            username: None,
             first_name: Some("Анна".into()),
-            last_name: None,
-            language_code: Some("ru".into()),
-            name: None,
-            phone: None,
-            email: None,
             source: "vk_ads".into(),
-            score: 0,
             temperature: "cold".into(),
             status: "new".into(),
-            unsubscribed: false,
-            blocked: false,
-            erased: false,
-            consent_at: None,
-            consent_version: None,
-            marketing_consent_at: None,
-            marketing_consent_version: None,
-            dialogue_id: None,
-            dialogue_version: None,
             session: "{}".into(),
-            created_at: 1,
-            last_activity_at: 1,
-            last_inbound_at: None,
-            hot_at: None,
-            sla_reminders: 0,
-            first_reply_at: None,
-            topic_id: None,
-            manager_id: None,
-            manager_name: None,
-            taken_at: None,
-            closed_at: None,
+            ..Lead::default()
         }
     }
 
