@@ -268,8 +268,11 @@ impl Dispatcher {
         let quiet = super::is_quiet(&self.app.settings, now);
         let claim_ms = st.claim_latency.now_ms(Instant::now());
         // This replica's share of the rate decides how much it claims ahead.
-        let replicas = self.global.lock().map(|g| g.replicas()).unwrap_or(1);
-        let rate = (self.app.settings.broadcast_rate / replicas.max(1)).max(1);
+        let rate = self
+            .global
+            .lock()
+            .map(|g| g.share_per_second())
+            .unwrap_or(self.app.settings.broadcast_rate);
         let (ahead, low) = claim_sizes(rate, claim_ms as u64);
         for (id, lane) in st.lanes.iter_mut() {
             let paused = paused_until(&self.pauses, *id, now);

@@ -190,6 +190,11 @@ impl Pace {
         self.replicas
     }
 
+    /// This replica's share of the rate, messages per second (at least one).
+    pub fn share_per_second(&self) -> u32 {
+        (self.per_second / self.replicas.max(1)).max(1)
+    }
+
     /// Sets the bucket's interval and burst and the window's cap from the rate and the share.
     fn derive(&mut self) {
         let rate = u64::from(self.per_second.max(1));
@@ -479,8 +484,10 @@ mod tests {
         }
         assert!(admitted >= 97, "{admitted}");
         // ...then a second replica joins: nothing more until the window holds under half.
+        assert_eq!(p.share_per_second(), 100);
         p.share(2);
         assert_eq!(p.replicas(), 2);
+        assert_eq!(p.share_per_second(), 50);
         assert_eq!(p.take_up_to(10, 1000), 0);
         assert!(p.wait_ms(1000) > 0);
         let mut later = Vec::new();

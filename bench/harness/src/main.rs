@@ -230,6 +230,9 @@ fn parse_args() -> anyhow::Result<Options> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     let opts = parse_args()?;
+    // The work directory is the harness's own (removed at the end unless kept): start it empty,
+    // so a kept one's logs, which each phase appends to, are of this run only.
+    let _ = std::fs::remove_dir_all(&opts.work);
     std::fs::create_dir_all(&opts.work)?;
     let fake = Fake::start().await?;
     eprintln!("fake Bot API on {}", fake.url());
