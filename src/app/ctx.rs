@@ -1,6 +1,7 @@
 //! The unit of work for one update: its transaction, its time, and the side effects it enqueues.
 
 use crate::outbox::Action;
+use crate::outbox::answers::Answer;
 use crate::storage::leads::Lead;
 use crate::storage::{self, StorageError, Tx};
 
@@ -12,6 +13,8 @@ pub struct Ctx {
     seq: u32,
     /// Set when something was enqueued, so the outbox worker is woken after commit.
     pub enqueued: bool,
+    /// Answers to button presses, sent once the transaction commits (see `outbox::answers`).
+    pub answers: Vec<Answer>,
 }
 
 impl Ctx {
@@ -23,6 +26,7 @@ impl Ctx {
             update_id,
             seq: 0,
             enqueued: false,
+            answers: Vec::new(),
         }
     }
 
@@ -112,19 +116,13 @@ impl Ctx {
         Ok(())
     }
 
-    /// Answers a button press (removes the spinner), optionally with a short notice.
-    pub fn answer_callback(
-        &mut self,
-        chat_id: i64,
-        query_id: &str,
-        text: Option<&str>,
-    ) -> Result<(), StorageError> {
-        let key = format!("cb:{query_id}");
-        let action = Action::AnswerCallback {
+    /// Answers a button press (removes the spinner), optionally with a short notice, once the
+    /// transaction commits. Not an outbox row: see `outbox::answers`.
+    pub fn answer_callback(&mut self, chat_id: i64, query_id: &str, text: Option<&str>) {
+        self.answers.push(Answer {
+            chat_id,
             query_id: query_id.to_owned(),
             text: text.map(str::to_owned),
-            alert: false,
-        };
-        self.enqueue_at_commit(&key, None, chat_id, &action)
+        });
     }
 }

@@ -117,6 +117,8 @@ pub struct App {
     pub staff_chat_id: i64,
     /// Wakes the outbox worker.
     pub outbox_wake: Arc<Notify>,
+    /// Answers to button presses, sent after the commit that decided them.
+    pub answers: crate::outbox::answers::Answers,
     /// Rows claimed for this process's outbox worker by the transaction that enqueued them;
     /// `None` leaves them to the worker's own claims.
     pub handover: Option<Arc<crate::outbox::handover::Handover>>,
@@ -201,6 +203,7 @@ pub async fn run(
     ));
     let stored = Arc::new(Notify::new());
     let staff_forum = Arc::new(crate::staff::topics::ForumFlag::default());
+    let (answers, answer_queue) = crate::outbox::answers::Answers::channel();
     let app = Arc::new(App {
         db: db.clone(),
         clock: clock.clone(),
@@ -208,6 +211,7 @@ pub async fn run(
         settings,
         staff_chat_id,
         outbox_wake: outbox_wake.clone(),
+        answers,
         handover: Some(handover.clone()),
         staff_forum: staff_forum.clone(),
         metrics: metrics.clone(),
@@ -221,6 +225,14 @@ pub async fn run(
         timeout_secs: options.poll_timeout_secs,
         token: token.expose().to_owned(),
     };
+    // The outbox worker and the callback answers share the limit of requests at once.
+    let sends = Arc::new(tokio::sync::Semaphore::new(OUTBOX_SENDS));
+    let answer_sender = crate::outbox::answers::Sender {
+        bot: bot.clone(),
+        token: token.expose().to_owned(),
+        sends: sends.clone(),
+        metrics: metrics.clone(),
+    };
     let worker = Worker {
         bot: bot.clone(),
         db: db.clone(),
@@ -229,7 +241,7 @@ pub async fn run(
         wake: outbox_wake.clone(),
         handover: Some(handover),
         batch: OUTBOX_UNRECORDED,
-        sends: Arc::new(tokio::sync::Semaphore::new(OUTBOX_SENDS)),
+        sends: sends.clone(),
         staff_chat_id,
         staff_forum,
         owner: Some(instance_id),
@@ -311,6 +323,7 @@ pub async fn run(
         tasks.spawn(crm.run(stop_rx.clone()));
     }
     tasks.spawn(worker.run(stop_rx.clone()));
+    tasks.spawn(answer_sender.run(answer_queue, stop_rx.clone()));
     tasks.spawn(processor.run(stop_rx.clone()));
     tasks.spawn(timers(
         app.clone(),

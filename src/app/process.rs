@@ -237,7 +237,9 @@ async fn apply(app: &App, u: &StoredUpdate) -> Result<Applied, prospect::Prospec
         updates::Begun::Fresh => apply_begun(app, &mut ctx, u).await?,
     }
     let enqueued = ctx.enqueued;
+    let answers = std::mem::take(&mut ctx.answers);
     ctx.tx.commit().await?;
+    app.answers.send(answers);
     if enqueued {
         app.outbox_wake.notify_one();
     }
@@ -275,6 +277,7 @@ async fn apply_chunk(
         .collect();
     crate::storage::leads::prefetch(&mut tx, &users).await?;
     let mut enqueued = false;
+    let mut answers = Vec::new();
     let mut busy = 0;
     for group in groups {
         if group
@@ -290,10 +293,12 @@ async fn apply_chunk(
                 apply_begun(app, &mut ctx, u).await?;
             }
             enqueued |= ctx.enqueued;
+            answers.append(&mut ctx.answers);
             tx = ctx.tx;
         }
     }
     tx.commit().await?;
+    app.answers.send(answers);
     Ok(Chunk { enqueued, busy })
 }
 
@@ -364,10 +369,12 @@ async fn store_and_apply(
     let users: Vec<i64> = fresh.iter().filter_map(|u| u.user_id).collect();
     crate::storage::leads::prefetch(&mut tx, &users).await?;
     let mut enqueued = false;
+    let mut answers = Vec::new();
     for u in &fresh {
         let mut ctx = Ctx::new(tx, now, u.update_id);
         apply_begun(app, &mut ctx, u).await?;
         enqueued |= ctx.enqueued;
+        answers.append(&mut ctx.answers);
         tx = ctx.tx;
     }
     // The replies are claimed for this process's worker here, rather than by the worker in a
@@ -380,6 +387,7 @@ async fn store_and_apply(
     };
     let promotes = tx.promotes_at_commit();
     tx.commit().await?;
+    app.answers.send(answers);
     // Rows handed over wake the worker themselves, and it need not claim: this claim took
     // every row due then, or as many as the worker has room for (it claims more when it
     // records). Rows promoted at commit (PostgreSQL) are for the worker's claim.

@@ -297,7 +297,7 @@ pub async fn on_callback(
                 Lang::from_code(from.language_code.as_deref()),
                 Key::StaleButton,
             )),
-        )?;
+        );
         return Ok(());
     };
     lead.last_activity_at = ctx.now;
@@ -356,7 +356,7 @@ pub async fn on_callback(
             )?;
         }
         Some(Ok(CallbackData::ForgetYes)) => {
-            ctx.answer_callback(chat_id, query_id, None)?;
+            ctx.answer_callback(chat_id, query_id, None);
             forget(ctx, &mut lead, lang).await?;
             storage::leads::save(&mut ctx.tx, &lead);
             return Ok(());
@@ -394,7 +394,7 @@ pub async fn on_callback(
             notice = Some(t(lang, Key::StaleButton));
         }
     }
-    ctx.answer_callback(chat_id, query_id, notice)?;
+    ctx.answer_callback(chat_id, query_id, notice);
     storage::leads::save(&mut ctx.tx, &lead);
     Ok(())
 }

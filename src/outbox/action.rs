@@ -64,7 +64,8 @@ pub enum Action {
     RemoveButtons { message_id: i32 },
     /// deleteMessage (recalling an offer).
     DeleteMessage { message_id: i32 },
-    /// answerCallbackQuery.
+    /// answerCallbackQuery. Answers are now sent without a row (`outbox::answers`); rows stored by
+    /// an earlier version are still delivered.
     AnswerCallback {
         query_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,9 @@
 //! Side effects that must not be lost or doubled, delivered by a worker:
-//! claim → send → record the outcome. The retry policy is pure ([`backoff`]).
+//! claim → send → record the outcome. The retry policy is pure ([`backoff`]). Answers to button
+//! presses are sent beside it without a row ([`answers`]).
 
 pub mod action;
+pub mod answers;
 pub mod backoff;
 pub mod handover;
 pub mod worker;

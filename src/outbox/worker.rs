@@ -145,18 +145,9 @@ impl Worker {
         };
         // The semaphore is never closed; were it, the send would simply go ahead.
         let _turn = self.sends.acquire().await;
-        let started = std::time::Instant::now();
-        let outcome = send::perform(&self.bot, row.chat_id, &action, &self.token).await;
-        self.metrics
-            .observe_bot_api(crate::metrics::method_of(&action), started.elapsed());
-        if let Err(e) = &outcome {
-            self.metrics.telegram_error(match e {
-                SendError::RetryAfter(_) => "rate_limited",
-                SendError::Blocked(_) => "blocked",
-                SendError::Permanent(_) => "permanent",
-                SendError::Transient(_) => "transient",
-            });
-        }
+        let outcome =
+            send::perform_observed(&self.bot, row.chat_id, &action, &self.token, &self.metrics)
+                .await;
         Delivered {
             row,
             action: Some(action),
@@ -484,7 +475,7 @@ const GATHER: Duration = Duration::from_millis(2);
 /// Sends in flight, at most, for the worker to wait for them ([`GATHER`]).
 const GATHER_MAX: usize = 8;
 
-/// At light load a step's sends (the reply and the answer to the button pressed, say) finish
+/// At light load a step's sends (a reply and a hot lead's alert, say) finish
 /// within a millisecond of each other, and each finished group is one write transaction: waiting
 /// up to [`GATHER`] for the few others in flight records them together, which halves the
 /// transactions that take turns with the updates' own. Under load the groups are large anyway

@@ -40,7 +40,7 @@ pub async fn on_callback(
             "Эта кнопка не действует.".to_owned()
         }
     };
-    ctx.answer_callback(chat, query_id, Some(&notice))?;
+    ctx.answer_callback(chat, query_id, Some(&notice));
     Ok(())
 }
 

@@ -23,8 +23,8 @@ const COLUMNS: &str = "id, idempotency_key, lead_id, chat_id, action, status, at
 
 /// Enqueues an action; a second row with the same idempotency key is ignored. Returns the row id
 /// when it was new. A row `in_order` is delivered after the chat's earlier rows in order (it is
-/// `queued` while the chat has an undelivered one); one that is not (a callback answer) goes out
-/// as soon as it is due.
+/// `queued` while the chat has an undelivered one); one that is not (a callback answer stored
+/// before answers left the outbox, see `outbox::answers`) goes out as soon as it is due.
 pub async fn enqueue(
     tx: &mut Tx,
     key: &str,
@@ -85,7 +85,7 @@ pub fn enqueue_at_commit(
 }
 
 /// Claims due rows: for each chat only its oldest undelivered row in order, so a chat's messages
-/// keep their order, and any due rows outside the order (callback answers). Claimed rows are
+/// keep their order, and any due rows outside the order. Claimed rows are
 /// `sending` until their outcome is recorded.
 pub async fn claim_due(db: &Db, now: i64, limit: i64) -> Result<Vec<Row>, StorageError> {
     claim_due_by(db, now, limit, None).await

@@ -84,6 +84,28 @@ fn inline(rows: &[Vec<crate::outbox::action::Button>]) -> InlineKeyboardMarkup {
     }))
 }
 
+/// [`perform`], timed and counted in the metrics (Bot API latency per method, errors per class).
+pub async fn perform_observed(
+    bot: &teloxide::Bot,
+    chat_id: i64,
+    action: &Action,
+    token: &str,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Option<i32>, SendError> {
+    let started = std::time::Instant::now();
+    let outcome = perform(bot, chat_id, action, token).await;
+    metrics.observe_bot_api(crate::metrics::method_of(action), started.elapsed());
+    if let Err(e) = &outcome {
+        metrics.telegram_error(match e {
+            SendError::RetryAfter(_) => "rate_limited",
+            SendError::Blocked(_) => "blocked",
+            SendError::Permanent(_) => "permanent",
+            SendError::Transient(_) => "transient",
+        });
+    }
+    outcome
+}
+
 /// Performs an action in a chat. Returns the id of the message sent, when there is one.
 pub async fn perform(
     bot: &teloxide::Bot,

@@ -307,3 +307,43 @@ both_databases! {
         let _ = LISTED_MANAGER;
     }
 }
+
+both_databases! {
+    async fn a_button_press_is_answered_after_its_commit_and_leaves_no_outbox_row(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(1041).lang("ru");
+        app.fake.push(user.command("start", ""));
+        let consent = bot_says(&app, user.id, "согласие").await;
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+        app.fake
+            .wait_for_request(WAIT, |r| r.method == "answerCallbackQuery" && r.status == Some(200))
+            .await
+            .expect("the press is answered");
+        // Answers only stop the spinner: they are sent without a durable row (SPEC §9 keeps the
+        // outbox for what must not be lost or doubled).
+        let rows = crate::production::scalar(&app.db, "SELECT COUNT(*) FROM outbox WHERE action LIKE '%answer_callback%'").await;
+        assert_eq!(rows, 0);
+        assert_eq!(app.fake.requests_for("answerCallbackQuery").len(), 1, "answered once");
+    }
+}
+
+both_databases! {
+    async fn an_answer_that_meets_a_dropped_connection_and_a_429_is_tried_again(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(1042).lang("ru");
+        app.fake.push(user.command("start", ""));
+        let consent = bot_says(&app, user.id, "согласие").await;
+        app.fake.fail_next_method("answerCallbackQuery", 1, Fault::CloseConnection);
+        app.fake.fail_next_method("answerCallbackQuery", 1, Fault::TooManyRequests { retry_after: 1 });
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        app.fake
+            .wait_for_request(WAIT, |r| r.method == "answerCallbackQuery" && r.status == Some(200))
+            .await
+            .expect("answered on the third try");
+        let tries: Vec<Option<u16>> = app.fake.requests_for("answerCallbackQuery").iter().map(|r| r.status).collect();
+        assert_eq!(tries, vec![None, Some(429), Some(200)]);
+        // The dialogue went on regardless.
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+    }
+}

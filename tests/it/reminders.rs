@@ -46,6 +46,8 @@ fn manual_app(t: &TestApp, clock: &ManualClock) -> App {
         settings: t.settings.clone(),
         staff_chat_id: STAFF_CHAT,
         outbox_wake: Arc::new(Notify::new()),
+        // Reminders answer no button presses.
+        answers: leadbot::outbox::answers::Answers::channel().0,
         handover: None,
         metrics: Arc::new(leadbot::metrics::Metrics::new()),
         staff_forum: Arc::default(),

@@ -332,7 +332,7 @@ async fn settle(db: &Db) {
     .await;
 }
 
-async fn scalar(db: &Db, sql: &str) -> i64 {
+pub(crate) async fn scalar(db: &Db, sql: &str) -> i64 {
     match db {
         Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
         Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,

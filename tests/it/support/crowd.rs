@@ -538,7 +538,8 @@ pub async fn check(crowd: &Crowd, fake: &FakeTelegram, db: &Db) -> Duplicates {
         }
     }
 
-    // Callback answers are tried once (they expire within seconds), and a forum topic is given up
+    // Callback answers stored by an earlier version are tried once (they expire within seconds;
+    // answers are no longer outbox rows), and a forum topic is given up
     // when the staff chat turns out not to be a forum (the tests' is a plain group).
     const UNDELIVERED: &str = "SELECT id, status, COALESCE(last_error, ''), SUBSTR(action, 1, 60) \
         FROM outbox WHERE status IN ('queued', 'pending', 'sending', 'failed') \
