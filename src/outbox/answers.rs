@@ -16,7 +16,8 @@ use super::action::Action;
 use crate::metrics::Metrics;
 use crate::telegram::send::{self, SendError};
 
-/// How long after the press an answer is still tried: Telegram refuses late answers.
+/// How long after the commit that decided it an answer is still tried: Telegram refuses late
+/// answers.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long a stopping bot waits for the answers it is still sending.
@@ -25,7 +26,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// An answer decided by an update's transaction, sent once it commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    /// The chat the button was pressed in (for the logs and metrics).
+    /// The chat the button was pressed in.
     pub chat_id: i64,
     pub query_id: String,
     /// A short notice shown to the presser.
@@ -42,7 +43,7 @@ impl Answer {
     }
 }
 
-/// Where committed transactions leave their answers for the sender ([`run`]).
+/// Where committed transactions leave their answers for the sender ([`Sender::run`]).
 #[derive(Clone)]
 pub struct Answers {
     tx: mpsc::UnboundedSender<(Answer, Instant)>,
@@ -69,7 +70,7 @@ impl Answers {
     }
 }
 
-/// What to do after a try that failed with `error`, `elapsed` after the press: wait this long
+/// What to do after a try that failed with `error`, `elapsed` after the commit: wait this long
 /// and try again, or give up (`None`).
 pub fn retry(error: &SendError, tries: u32, elapsed: Duration) -> Option<Duration> {
     let wait = match error {
@@ -132,10 +133,7 @@ impl Sender {
         let mut tries = 0;
         loop {
             if at.elapsed() >= PATIENCE {
-                tracing::debug!(
-                    chat_id = answer.chat_id,
-                    "a button press waited too long to be answered"
-                );
+                tracing::debug!("a button press waited too long to be answered; given up");
                 return;
             }
             let error = {
@@ -161,11 +159,7 @@ impl Sender {
             match retry(&error, tries, at.elapsed()) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => {
-                    tracing::debug!(
-                        chat_id = answer.chat_id,
-                        ?error,
-                        "a button press was not answered"
-                    );
+                    tracing::debug!(?error, "a button press was not answered");
                     return;
                 }
             }

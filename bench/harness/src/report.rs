@@ -527,7 +527,8 @@ average above); the echo ceiling shows what the HTTP round trips alone cost in t
 - **leadbot's durability.** Every update is stored before `getUpdates` confirms it, every answer is \
 committed before the next question is sent, and each outgoing message is a durable outbox row that is \
 claimed, sent and marked sent. A step is thus several write transactions plus two Bot API calls (an \
-`answerCallbackQuery` and the next question) instead of one for the echo bot. With SQLite all writes go \
+`answerCallbackQuery`, sent once the answer is committed but kept in no outbox row, and the next question) \
+instead of one for the echo bot. With SQLite all writes go \
 through one file lock, and leadbot's closed loop is bound by that writer's turn rather than by the \
 cores (profiled: both cores idle about 38% of the time; see the optimisation log's ninth round); with \
 PostgreSQL each commit is a WAL flush (fsync) on the server.
