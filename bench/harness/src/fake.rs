@@ -33,6 +33,13 @@ pub struct Counters {
     pub get_updates: u64,
     pub send_message: u64,
     pub too_many: u64,
+    /// Button presses offered, and `answerCallbackQuery` calls received.
+    pub presses: u64,
+    pub answers: u64,
+    /// When each press not yet answered was offered, by callback query id.
+    pub pressed_at: std::collections::HashMap<String, Instant>,
+    /// From a press being offered to its answer, in microseconds.
+    pub answer_us: Vec<u64>,
     pub first_get_updates: Option<Instant>,
     /// Deliveries to chats at or above `broadcast_from` (the seeded recipients).
     pub broadcast_sent: u64,
@@ -158,6 +165,14 @@ impl Fake {
         s.next_update_id += 1;
         if let Some(o) = update.as_object_mut() {
             o.insert("update_id".into(), json!(id));
+            if let Some(q) = o
+                .get("callback_query")
+                .and_then(|q| q.get("id"))
+                .and_then(Value::as_str)
+            {
+                s.counters.presses += 1;
+                s.counters.pressed_at.insert(q.to_owned(), Instant::now());
+            }
         }
         s.queue.push_back((id, update));
     }
@@ -382,6 +397,19 @@ async fn handle(
         "getmycommands" => ok(json!([])),
         // The staff chat is a plain group, as Telegram answers for one.
         "createforumtopic" => bad("the chat is not a forum"),
+        "answercallbackquery" => {
+            let mut s = fake.lock();
+            s.counters.answers += 1;
+            let id = params
+                .get("callback_query_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(at) = s.counters.pressed_at.remove(id) {
+                let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                s.counters.answer_us.push(us);
+            }
+            ok(Value::Bool(true))
+        }
         _ => ok(Value::Bool(true)),
     }
 }

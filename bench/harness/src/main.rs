@@ -639,6 +639,21 @@ async fn closed_loop(
     if bot.exited() {
         anyhow::bail!("the bot exited during the closed loop");
     }
+    let (presses, answers, mut waits) = {
+        let c = &mut fake.lock().counters;
+        (c.presses, c.answers, std::mem::take(&mut c.answer_us))
+    };
+    waits.sort_unstable();
+    let at = |q: f64| {
+        let i = ((waits.len() as f64 - 1.0) * q).round().max(0.0) as usize;
+        waits.get(i).map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    eprintln!(
+        "   closed loop: {answers} of {presses} button presses answered so far; press to answer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
     Ok(load)
 }
 
