@@ -61,9 +61,14 @@ pub(crate) fn last_with_buttons(app: &TestApp, chat: i64) -> StoredMessage {
 }
 
 /// Walks the Russian default dialogue up to the `need` question.
+/// Starts a new prospect's dialogue (from an ad, `source`) and waits for the consent question.
+async fn consent_question(app: &TestApp, user: &User, source: &str) -> StoredMessage {
+    app.fake.push(user.command("start", source));
+    bot_says(app, user.id, "согласие").await
+}
+
 pub(crate) async fn up_to_need(app: &TestApp, user: &User) {
-    app.fake.push(user.command("start", "vk_ads"));
-    let consent = bot_says(app, user.id, "согласие").await;
+    let consent = consent_question(app, user, "vk_ads").await;
     app.fake.push(user.presses_button(&consent, "Согласен"));
     bot_says(app, user.id, "Как к вам обращаться").await;
     app.fake.push(user.text("Анна"));
@@ -312,14 +317,16 @@ both_databases! {
     async fn a_button_press_is_answered_after_its_commit_and_leaves_no_outbox_row(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let user = User::new(1041).lang("ru");
-        app.fake.push(user.command("start", ""));
-        let consent = bot_says(&app, user.id, "согласие").await;
+        let consent = consent_question(&app, &user, "").await;
         app.fake.push(user.presses_button(&consent, "Согласен"));
-        bot_says(&app, user.id, "Как к вам обращаться").await;
         app.fake
             .wait_for_request(WAIT, |r| r.method == "answerCallbackQuery" && r.status == Some(200))
             .await
             .expect("the press is answered");
+        // Sent after the commit: the press's consent is stored by the time it is answered.
+        let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().expect("lead");
+        assert!(lead.consent_at.is_some(), "answered before the press was committed");
+        bot_says(&app, user.id, "Как к вам обращаться").await;
         // Answers only stop the spinner: they are sent without a durable row (SPEC §9 keeps the
         // outbox for what must not be lost or doubled).
         let rows = crate::production::scalar(&app.db, "SELECT COUNT(*) FROM outbox WHERE action LIKE '%answer_callback%'").await;
@@ -332,8 +339,7 @@ both_databases! {
     async fn an_answer_that_meets_a_dropped_connection_and_a_429_is_tried_again(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let user = User::new(1042).lang("ru");
-        app.fake.push(user.command("start", ""));
-        let consent = bot_says(&app, user.id, "согласие").await;
+        let consent = consent_question(&app, &user, "").await;
         app.fake.fail_next_method("answerCallbackQuery", 1, Fault::CloseConnection);
         app.fake.fail_next_method("answerCallbackQuery", 1, Fault::TooManyRequests { retry_after: 1 });
         app.fake.push(user.presses_button(&consent, "Согласен"));
