@@ -158,7 +158,12 @@ impl Db {
                 .foreign_keys(true)
                 // Statement journals (a multi-row statement inside a transaction keeps one in case
                 // it fails halfway) in memory rather than in a temporary file.
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // A page cache of about 1 MB per connection instead of SQLite's 2 MB: the
+                // operating system caches the file as well, and over a long run the two caches
+                // filled took about 2 MB more at the peak (38.6 against 40.5 MB over 400,000
+                // steps) for about 5% more steps a second, within the runs' spread.
+                .pragma("cache_size", "-1000");
             // Two connections: one for the write transaction of the moment (writers take turns
             // at the write gate anyway) and one for a read beside it. Each connection keeps a
             // thread and a page cache of its own; four took about 3 MB more at the peak.
