@@ -325,13 +325,24 @@ fn bits(columns: &[&str]) -> u64 {
         .fold(0, |bits, i| bits | 1 << i)
 }
 
-/// The columns a flush sets when `changed` changed: every column in no index (setting one to
-/// its own value costs little), and each group of [`INDEXED`] that changed. A statement of each
-/// shape is prepared and kept by every connection, so there are few shapes (8): setting exactly
-/// the changed columns made a new shape for nearly every mix of leads in a batch (88 in ten
-/// seconds of the benchmark, about 15 KB of SQLite's memory each, prepared again and again as
-/// the statement cache evicted them).
-fn statement_columns(changed: u64) -> u64 {
+/// The columns a flush sets when `changed` changed.
+///
+/// SQLite: every column in no index (setting one to its own value costs little), and each group
+/// of [`INDEXED`] that changed. A statement of each shape is prepared and kept by every
+/// connection, in this process, so there are few shapes (8): setting exactly the changed columns
+/// made a new shape for nearly every mix of leads in a batch (88 in ten seconds of the benchmark,
+/// about 15 KB of SQLite's memory each, prepared again and again as the statement cache evicted
+/// them). Writing columns the transaction did not change is safe there: a write transaction
+/// begins `IMMEDIATE`, holding the database's write lock from its first read, so no other
+/// write to a lead, from this process or another, comes in between.
+///
+/// PostgreSQL: exactly the changed columns. Other replicas and the outbox worker write beside the
+/// transaction (a 403 marks a lead blocked), and a lead read without a lock may have changed
+/// since; its prepared statements are kept by the server.
+fn statement_columns(postgres: bool, changed: u64) -> u64 {
+    if postgres {
+        return changed;
+    }
     INDEXED
         .iter()
         .map(|group| bits(group))
@@ -369,8 +380,8 @@ fn flush_sql(postgres: bool, columns: u64) -> String {
 }
 
 /// Writes back the changed leads, with one statement whatever their number. The statement sets
-/// the indexed columns any of them changed and every other column ([`statement_columns`]); a lead
-/// this transaction did not read is written whole.
+/// the columns any of them changed (on SQLite, with every column in no index: see
+/// [`statement_columns`]); a lead this transaction did not read is written whole.
 pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
     let cache = &mut tx.later().leads;
     if cache.dirty.is_empty() {
@@ -395,7 +406,8 @@ pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
         return Ok(());
     }
     let json = super::later::to_json(&dirty)?;
-    let sql = flush_sql(matches!(tx, Tx::Postgres(_)), statement_columns(columns));
+    let postgres = matches!(tx, Tx::Postgres(_));
+    let sql = flush_sql(postgres, statement_columns(postgres, columns));
     with_tx!(tx, |c| sqlx::query(&sql)
         .bind(json)
         .execute(c)
@@ -672,17 +684,19 @@ mod tests {
             bit("session") | bit("last_activity_at") | bit("last_inbound_at")
         );
         for postgres in [false, true] {
-            let sql = flush_sql(postgres, statement_columns(changed));
+            let sql = flush_sql(postgres, statement_columns(postgres, changed));
             assert!(sql.contains("session = ") && sql.contains("last_inbound_at = "));
-            assert!(sql.contains("phone = ") && sql.contains("manager_id = "));
             assert!(!sql.contains("telegram_id = ") && !sql.contains("temperature = "));
+            // Unchanged columns in no index: set on SQLite only.
+            assert_eq!(sql.contains("phone = "), !postgres);
+            assert_eq!(sql.contains("blocked = "), !postgres);
         }
         assert_eq!(changed_columns(&before, &before), 0);
     }
 
     #[test]
     fn a_changed_score_sets_the_temperature_beside_it_and_shapes_stay_few() {
-        let score = statement_columns(bit("score"));
+        let score = statement_columns(false, bit("score"));
         assert_ne!(score & bit("temperature"), 0);
         assert_eq!(score & (bit("chat_id") | bit("last_inbound_at")), 0);
         // Every mix of changed columns: each saved column in or out, in a stride through all
@@ -690,9 +704,12 @@ mod tests {
         let mixes = (0..=ALL_SAVED)
             .step_by(9_973)
             .chain(SAVED.iter().map(|c| bit(c)));
-        let shapes: std::collections::BTreeSet<u64> = mixes.map(statement_columns).collect();
+        let shapes: std::collections::BTreeSet<u64> = mixes
+            .map(|changed| statement_columns(false, changed))
+            .collect();
         assert_eq!(shapes.len(), 1 << INDEXED.len());
-        assert_eq!(statement_columns(ALL_SAVED), ALL_SAVED);
+        assert_eq!(statement_columns(false, ALL_SAVED), ALL_SAVED);
+        assert_eq!(statement_columns(true, bit("score")), bit("score"));
     }
 
     /// Every index on `leads` in the migrations covers columns of [`INDEXED`] only (or the
