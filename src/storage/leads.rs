@@ -730,8 +730,14 @@ mod tests {
             for file in files {
                 let sql = std::fs::read_to_string(&file).expect("a migration");
                 for stmt in sql.split(';') {
-                    let flat = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
-                    let Some((_, after)) = flat.split_once(" ON leads (") else {
+                    // One spelling whatever the spacing and case: "create index … on leads(…".
+                    let flat = stmt
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .replace(" (", "(")
+                        .to_lowercase();
+                    let Some((_, after)) = flat.split_once(" on leads(") else {
                         continue;
                     };
                     seen += 1;
