@@ -70,7 +70,7 @@ pub struct Cache {
     /// The current state of each lead, by id.
     rows: HashMap<i64, Lead>,
     /// Each lead as the table holds it, as far as this transaction knows: as read, or as last
-    /// written by [`flush`], which writes only the columns that differ from it.
+    /// written by [`flush`], which compares against it to find the columns that changed.
     stored: HashMap<i64, Lead>,
     /// Telegram user id to lead id; `None` records that the user has no lead.
     by_telegram: HashMap<i64, Option<i64>>,
@@ -343,10 +343,11 @@ fn statement_columns(postgres: bool, changed: u64) -> u64 {
     if postgres {
         return changed;
     }
-    INDEXED
+    static GROUPS: std::sync::LazyLock<Vec<u64>> =
+        std::sync::LazyLock::new(|| INDEXED.iter().map(|group| bits(group)).collect());
+    GROUPS
         .iter()
-        .map(|group| bits(group))
-        .filter(|group| changed & group == 0)
+        .filter(|&&group| changed & group == 0)
         .fold(ALL_SAVED, |columns, unchanged| columns & !unchanged)
 }
 
