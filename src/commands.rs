@@ -34,6 +34,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
             locale,
         } => Ok(crate::dialogue_cli::graph(
             &settings.dialogues,
+            settings.dialogues_given,
             &dialogue_id,
             locale.as_deref(),
         )),
@@ -42,6 +43,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<Exi
             locale,
         } => Ok(crate::dialogue_cli::try_dialogue(
             &settings.dialogues,
+            settings.dialogues_given,
             dialogue_id.as_deref(),
             locale.as_deref(),
         )),

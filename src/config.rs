@@ -103,6 +103,9 @@ pub struct Settings {
     pub managers: Vec<i64>,
     /// `LEADBOT_DIALOGUES`.
     pub dialogues: PathBuf,
+    /// True when `LEADBOT_DIALOGUES` was set. Unset, and with no `dialogues` folder where the bot
+    /// starts, the dialogues shipped in the binary are used.
+    pub dialogues_given: bool,
     /// `LEADBOT_TIMEZONE`.
     pub timezone: Tz,
     /// `LEADBOT_HOT_SLA`.
@@ -194,6 +197,7 @@ impl Settings {
             })?,
             None => Vec::new(),
         };
+        let dialogues_given = get("LEADBOT_DIALOGUES").is_some();
         let dialogues =
             PathBuf::from(get("LEADBOT_DIALOGUES").unwrap_or_else(|| "dialogues".to_owned()));
         let timezone = match get("LEADBOT_TIMEZONE") {
@@ -311,6 +315,7 @@ impl Settings {
             staff_chat_id,
             managers,
             dialogues,
+            dialogues_given,
             timezone,
             hot_sla,
             digest_hour,

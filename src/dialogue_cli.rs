@@ -25,9 +25,19 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn load(dir: &Path) -> Option<Catalog> {
-    match Catalog::load(dir) {
-        Ok(c) => Some(c),
+/// The dialogues of `dir`, or the shipped ones when `dir` is the default folder (`given` false)
+/// and absent; says so on stderr.
+fn load(dir: &Path, given: bool) -> Option<Catalog> {
+    match Catalog::load_configured(dir, given) {
+        Ok((c, shipped)) => {
+            if shipped {
+                eprintln!(
+                    "note: no {} folder here; using the dialogues built into leadbot",
+                    dir.display()
+                );
+            }
+            Some(c)
+        }
         Err(diags) => {
             for d in diags {
                 eprintln!("{d}");
@@ -53,8 +63,8 @@ fn find<'a>(catalog: &'a Catalog, id: &str, locale: Option<&str>) -> Option<&'a 
 }
 
 /// `leadbot graph ID`.
-pub fn graph(dir: &Path, id: &str, locale: Option<&str>) -> ExitCode {
-    let Some(catalog) = load(dir) else {
+pub fn graph(dir: &Path, given: bool, id: &str, locale: Option<&str>) -> ExitCode {
+    let Some(catalog) = load(dir, given) else {
         return ExitCode::FAILURE;
     };
     let Some(script) = find(&catalog, id, locale) else {
@@ -120,8 +130,8 @@ pub fn terminal_alert(script: &Script, session: &Session) -> String {
 }
 
 /// `leadbot try [ID]`.
-pub fn try_dialogue(dir: &Path, id: Option<&str>, locale: Option<&str>) -> ExitCode {
-    let Some(catalog) = load(dir) else {
+pub fn try_dialogue(dir: &Path, given: bool, id: Option<&str>, locale: Option<&str>) -> ExitCode {
+    let Some(catalog) = load(dir, given) else {
         return ExitCode::FAILURE;
     };
     let script = match id {

@@ -136,17 +136,27 @@ impl App {
     }
 }
 
-/// Loads dialogues from the configured folder.
+/// Loads dialogues from the configured folder, or the shipped ones when `LEADBOT_DIALOGUES` is
+/// unset and there is no `dialogues` folder.
 pub fn load_catalog(settings: &Settings) -> Result<Catalog, RunError> {
-    Catalog::load(&settings.dialogues).map_err(|diags| {
-        RunError::Dialogues(
-            diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })
+    let (catalog, shipped) =
+        Catalog::load_configured(&settings.dialogues, settings.dialogues_given).map_err(
+            |diags| {
+                RunError::Dialogues(
+                    diags
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            },
+        )?;
+    if shipped {
+        tracing::info!(
+            "no dialogues folder here and LEADBOT_DIALOGUES is unset; using the dialogues built into leadbot"
+        );
+    }
+    Ok(catalog)
 }
 
 /// Runs the bot until `shutdown` resolves: migrations, then polling, processing and delivery.

@@ -113,7 +113,38 @@ fn read_sources(path: &Path) -> Result<Vec<(String, String, String)>, Vec<Diagno
     }
 }
 
+/// The dialogues shipped with leadbot (`dialogues/` in the source tree), built into the binary.
+const SHIPPED: [(&str, &str); 2] = [
+    (
+        "default.en.yaml",
+        include_str!("../../dialogues/default.en.yaml"),
+    ),
+    (
+        "default.ru.yaml",
+        include_str!("../../dialogues/default.ru.yaml"),
+    ),
+];
+
 impl Catalog {
+    /// The dialogues shipped with leadbot, as built into the binary.
+    pub fn shipped() -> Catalog {
+        let files = SHIPPED
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect();
+        Catalog::from_sources(files).0
+    }
+
+    /// The dialogues the bot runs: those of `path`, or the shipped ones when `path` is the default
+    /// folder (`given` false: `LEADBOT_DIALOGUES` unset) and there is nothing at it. The flag
+    /// beside the catalog is true when the shipped ones were taken.
+    pub fn load_configured(path: &Path, given: bool) -> Result<(Catalog, bool), Vec<Diagnostic>> {
+        if !given && !path.exists() {
+            return Ok((Catalog::shipped(), true));
+        }
+        Catalog::load(path).map(|c| (c, false))
+    }
+
     /// Builds a catalog from `(file name, text)` pairs; returns it with every diagnostic.
     pub fn from_sources(files: Vec<(String, String)>) -> (Catalog, Vec<Diagnostic>) {
         let mut diags = Vec::new();
@@ -311,6 +342,47 @@ mod tests {
     fn shipped() -> Catalog {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogues");
         Catalog::load(&dir).expect("shipped dialogues load")
+    }
+
+    #[test]
+    fn the_dialogues_built_into_the_binary_are_the_shipped_files() {
+        let (built_in, diags) = Catalog::from_sources(
+            SHIPPED
+                .iter()
+                .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+                .collect(),
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let files = shipped();
+        let names = |c: &Catalog| {
+            c.entries
+                .iter()
+                .map(|e| (e.file_name.clone(), e.source.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&Catalog::shipped()), names(&files));
+        assert_eq!(names(&built_in), names(&files));
+    }
+
+    #[test]
+    fn a_missing_default_folder_falls_back_to_the_shipped_dialogues_and_a_given_one_does_not() {
+        let missing = Path::new(env!("CARGO_MANIFEST_DIR")).join("no-such-dialogues");
+        let (catalog, shipped) =
+            Catalog::load_configured(&missing, false).expect("shipped dialogues");
+        assert!(shipped);
+        assert!(catalog.find("default", Some("ru")).is_some());
+        let errors = match Catalog::load_configured(&missing, true) {
+            Ok(_) => panic!("a configured folder that is missing must be an error"),
+            Err(errors) => errors,
+        };
+        assert!(
+            errors[0]
+                .message
+                .contains("cannot read the dialogue folder")
+        );
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialogues");
+        let (_, shipped) = Catalog::load_configured(&dir, false).expect("the folder loads");
+        assert!(!shipped);
     }
 
     #[test]

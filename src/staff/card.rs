@@ -47,6 +47,30 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// A temperature as managers read it in the staff chat (`hot` → `горячий`); an unknown one as stored.
+pub fn temperature_name(t: &str) -> &str {
+    match t {
+        "hot" => "горячий",
+        "warm" => "тёплый",
+        "cold" => "холодный",
+        other => other,
+    }
+}
+
+/// A lead's status as managers read it in the staff chat (`in_work` → `в работе`); an unknown one as
+/// stored.
+pub fn status_name(s: &str) -> &str {
+    match s {
+        "new" => "новый",
+        "qualifying" => "в диалоге",
+        "qualified" => "квалифицирован",
+        "in_work" => "в работе",
+        "won" => "выигран",
+        "lost" => "проигран",
+        other => other,
+    }
+}
+
 /// Cuts a text to `max` characters with an ellipsis.
 pub fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -138,7 +162,7 @@ fn render(c: &Card, html: bool) -> String {
         "{} {} · {} {}\n",
         bold("Оценка:"),
         c.score,
-        esc(&c.temperature),
+        esc(temperature_name(&c.temperature)),
         esc(&format!(
             "· первый контакт {} назад",
             since(c.first_contact_ms, c.now_ms)
@@ -254,6 +278,16 @@ mod tests {
         assert!(h.contains("+40 timing: В этом месяце"));
         assert!(h.contains("🔥 need: Готов купить"));
         assert!(h.contains("5 мин"));
+        assert!(h.contains("50 · горячий ·"), "{h}");
+    }
+
+    #[test]
+    fn temperatures_and_statuses_read_in_russian_and_unknown_ones_as_stored() {
+        assert_eq!(temperature_name("warm"), "тёплый");
+        assert_eq!(temperature_name("cold"), "холодный");
+        assert_eq!(status_name("in_work"), "в работе");
+        assert_eq!(status_name("qualifying"), "в диалоге");
+        assert_eq!(status_name("<odd>"), "<odd>");
     }
 
     #[test]

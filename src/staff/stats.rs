@@ -89,7 +89,11 @@ pub fn render(s: &Stats) -> String {
         t("cold")
     ));
     if !s.statuses.is_empty() {
-        let st: Vec<String> = s.statuses.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let st: Vec<String> = s
+            .statuses
+            .iter()
+            .map(|(k, n)| format!("{} {n}", crate::staff::card::status_name(k)))
+            .collect();
         out.push_str(&format!("Статусы: {}\n", st.join(", ")));
     }
     if !s.sources.is_empty() {

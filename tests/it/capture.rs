@@ -815,3 +815,66 @@ both_databases! {
         db.close().await;
     }
 }
+
+/// Runs `leadbot try` in `dir` with `input` on stdin and only `env` set.
+fn try_in(dir: &std::path::Path, env: &[(&str, &str)], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadbot"))
+        .arg("try")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the leadbot binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("the transcript is written");
+    child.wait_with_output().expect("leadbot try finishes")
+}
+
+#[test]
+fn try_outside_the_source_tree_chats_with_the_dialogue_built_into_the_binary() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = try_in(empty.path(), &[], "1\nАнна\n+79123456789\n3\n1\n1\n");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("using the dialogues built into leadbot"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Здравствуйте!"), "{stdout}");
+    assert!(stdout.contains("Горячий лид"), "{stdout}");
+    assert!(
+        stdout.contains("Спасибо! Менеджер свяжется с вами"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_dir(empty.path()).expect("read dir").count(),
+        0,
+        "try writes no files"
+    );
+
+    // A folder named on purpose must exist: no silent fallback.
+    let out = try_in(
+        empty.path(),
+        &[("LEADBOT_DIALOGUES", "my-dialogues")],
+        "1\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("my-dialogues") && stderr.contains("cannot read the dialogue folder"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing is said without a dialogue");
+}
