@@ -3,8 +3,8 @@
 use super::expr::{Value, Var};
 use super::texts::Texts;
 use super::{
-    Answer, ChoiceRef, Effect, Fact, Input, InputKind, Keyboard, Outcome, Position, Rejection,
-    Reply, ScoreItem, Script, Session, StepId, StepKind, Transition,
+    Answer, Choice, ChoiceRef, Effect, Fact, Input, InputKind, Keyboard, Outcome, Position,
+    Rejection, Reply, ScoreItem, Script, Session, StepId, StepKind, Transition,
 };
 use crate::domain::{Email, LeadName, Phone, Temperature, parse_number};
 
@@ -242,14 +242,9 @@ impl Run<'_> {
                 Input::Text(text) if text.chars().count() > MAX_ANSWER_CHARS => {
                     Err(Rejection::TooLong)
                 }
-                Input::Text(text) => {
-                    let typed = text.trim().to_lowercase();
-                    choices
-                        .iter()
-                        .find(|c| c.label.to_lowercase() == typed)
-                        .map(|c| (c.label.clone(), None, c.score, c.hot, c.set.clone(), c.next))
-                        .ok_or(Rejection::NotAChoice)
-                }
+                Input::Text(text) => typed_choice(choices, &text)
+                    .map(|c| (c.label.clone(), None, c.score, c.hot, c.set.clone(), c.next))
+                    .ok_or(Rejection::NotAChoice),
                 Input::Contact { .. } => Err(Rejection::NotAChoice),
                 Input::Media(kind) => Err(Rejection::Unsupported(kind)),
                 Input::Start | Input::Restart => Err(Rejection::NotAChoice),
@@ -344,6 +339,39 @@ impl Run<'_> {
 }
 
 /// Checks typed or shared input against an input kind; the value as shown and the number.
+
+/// The choice a typed answer names: its label in any case, or, ignoring case, punctuation and
+/// `ё`/`е`, the label's words or the first words of exactly one label (`да` for "Да, присылайте",
+/// `сравниваю` for "Сравниваю варианты"). A word two labels start with names neither.
+fn typed_choice<'a>(choices: &'a [Choice], text: &str) -> Option<&'a Choice> {
+    let typed = text.trim().to_lowercase();
+    if let Some(c) = choices.iter().find(|c| c.label.to_lowercase() == typed) {
+        return Some(c);
+    }
+    let typed = words(&typed);
+    if typed.is_empty() {
+        return None;
+    }
+    let labels: Vec<(&Choice, Vec<String>)> =
+        choices.iter().map(|c| (c, words(&c.label))).collect();
+    let mut equal = labels.iter().filter(|(_, w)| *w == typed);
+    if let (Some((c, _)), None) = (equal.next(), equal.next()) {
+        return Some(c);
+    }
+    let mut starting = labels.iter().filter(|(_, w)| w.starts_with(&typed));
+    match (starting.next(), starting.next()) {
+        (Some((c, _)), None) => Some(c),
+        _ => None,
+    }
+}
+
+/// A text's words, lower-cased, with `ё` read as `е`.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase().replace('ё', "е"))
+        .collect()
+}
 fn validate(kind: InputKind, input: Input) -> Result<(String, Option<f64>), Rejection> {
     match input {
         Input::Text(text) if text.chars().count() > MAX_ANSWER_CHARS => Err(Rejection::TooLong),

@@ -136,6 +136,60 @@ fn a_label_typed_by_hand_selects_the_choice_case_insensitively() {
 }
 
 #[test]
+fn the_first_words_of_one_label_select_it_and_words_two_labels_share_do_not() {
+    let s = ru();
+    let at_need = up_to_need(&s);
+    let answer = |typed: &str| {
+        let t = advance(&s, &at_need, text(typed));
+        (
+            t.outcome,
+            t.session.answers.get("need").map(|a| a.value.clone()),
+        )
+    };
+    let chosen = |label: &str| (Outcome::Accepted, Some(label.to_owned()));
+    assert_eq!(answer("сравниваю"), chosen("Сравниваю варианты"));
+    assert_eq!(answer("Сравниваю варианты!"), chosen("Сравниваю варианты"));
+    assert_eq!(
+        answer("готов купить нужен счет"),
+        chosen("Готов купить, нужен счёт")
+    );
+    assert_eq!(answer("ГОТОВ"), chosen("Готов купить, нужен счёт"));
+    assert!(at_need.score < advance(&s, &at_need, text("сравниваю")).session.score);
+    for not_a_choice in ["варианты", "сравниваю цены", "купить", "👍", "...", ""]
+    {
+        assert_eq!(
+            answer(not_a_choice),
+            (Outcome::Rejected(Rejection::NotAChoice), None),
+            "{not_a_choice:?}"
+        );
+    }
+    // "В этом месяце" and "В ближайшие 3 месяца" both start with "в".
+    let (at_timing, _) = play(
+        &s,
+        vec![
+            Input::Start,
+            button(&s, "consent", 0),
+            text("Анна"),
+            text("89123456789"),
+            text("сравниваю"),
+        ],
+    );
+    assert_eq!(at_timing.position, Position::Waiting(id(&s, "timing")));
+    assert_eq!(
+        advance(&s, &at_timing, text("в")).outcome,
+        Outcome::Rejected(Rejection::NotAChoice)
+    );
+    assert_eq!(
+        advance(&s, &at_timing, text("в этом")).outcome,
+        Outcome::Accepted
+    );
+    // "Согласен" and "Не согласен": the first is the whole of one label, the second starts with "не".
+    let (session, ts) = play(&s, vec![Input::Start, text("не")]);
+    assert_eq!(ts[1].outcome, Outcome::Accepted);
+    assert_eq!(session.answers["consent"].value, "Не согласен");
+}
+
+#[test]
 fn free_text_at_a_choice_is_rejected_with_a_hint_and_the_same_question() {
     let s = ru();
     let (session, ts) = play(&s, vec![Input::Start, text("а что это?")]);

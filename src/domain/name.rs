@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A name of 1–64 characters: trimmed, whitespace runs collapsed, control characters removed.
+/// A name of 1–64 characters with at least one letter: trimmed, whitespace runs collapsed, control
+/// characters removed. A phone number or a lone emoji typed at the name question is not a name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LeadName(String);
@@ -15,6 +16,8 @@ pub enum NameError {
     Empty,
     #[error("the name is longer than 64 characters")]
     TooLong,
+    #[error("the name has no letters")]
+    NoLetters,
 }
 
 /// Most characters (not bytes) a name may have.
@@ -48,6 +51,9 @@ impl LeadName {
         }
         if name.is_empty() {
             return Err(NameError::Empty);
+        }
+        if !name.chars().any(char::is_alphabetic) {
+            return Err(NameError::NoLetters);
         }
         Ok(LeadName(name))
     }
@@ -123,6 +129,19 @@ mod tests {
         assert_eq!(LeadName::parse(""), Err(NameError::Empty));
         assert_eq!(LeadName::parse(" \t\n "), Err(NameError::Empty));
         assert_eq!(LeadName::parse("\u{0}\u{200B}"), Err(NameError::Empty));
+    }
+
+    #[test]
+    fn a_name_needs_a_letter_in_any_script() {
+        assert_eq!(
+            LeadName::parse("+7 912 345-67-89"),
+            Err(NameError::NoLetters)
+        );
+        assert_eq!(LeadName::parse("👍"), Err(NameError::NoLetters));
+        assert_eq!(LeadName::parse("..."), Err(NameError::NoLetters));
+        assert_eq!(name("Ли 李"), "Ли 李");
+        assert_eq!(name("J. R. 2"), "J. R. 2");
+        assert_eq!(name("أحمد"), "أحمد");
     }
 
     #[test]
