@@ -338,8 +338,6 @@ impl Run<'_> {
     }
 }
 
-/// Checks typed or shared input against an input kind; the value as shown and the number.
-
 /// The choice a typed answer names: its label in any case, or, ignoring case, punctuation and
 /// `ё`/`е`, the label's words or the first words of exactly one label (`да` for "Да, присылайте",
 /// `сравниваю` for "Сравниваю варианты"). A word two labels start with names neither.
@@ -372,6 +370,8 @@ fn words(text: &str) -> Vec<String> {
         .map(|w| w.to_lowercase().replace('ё', "е"))
         .collect()
 }
+
+/// Checks typed or shared input against an input kind; the value as shown and the number.
 fn validate(kind: InputKind, input: Input) -> Result<(String, Option<f64>), Rejection> {
     match input {
         Input::Text(text) if text.chars().count() > MAX_ANSWER_CHARS => Err(Rejection::TooLong),
