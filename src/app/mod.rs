@@ -168,6 +168,24 @@ pub async fn run(
     let token = settings.require_token()?.clone();
     let staff_chat_id = settings.require_staff_chat()?;
     let catalog = load_catalog(&settings)?;
+    let bot = telegram::client(&token, settings.api_url.as_deref(), options.request_timeout)
+        .map_err(RunError::Telegram)?;
+    // A mistyped or revoked token stops start-up here, before anything is created; a Bot API that
+    // cannot be reached now is retried by polling, as at any other time.
+    let within = options.request_timeout.min(Duration::from_secs(10));
+    match telegram::check_token(&bot, token.expose(), within).await {
+        telegram::TokenCheck::Accepted(username) => tracing::info!(
+            bot = username.as_deref().unwrap_or("(no username)"),
+            "Telegram accepted the token"
+        ),
+        telegram::TokenCheck::Refused => return Err(RunError::Telegram(
+            "TELOXIDE_TOKEN: Telegram refused the token (401 Unauthorized); copy it again from @BotFather (the value is not shown)".to_owned(),
+        )),
+        telegram::TokenCheck::Unknown(e) => tracing::warn!(
+            error = %e,
+            "cannot check the token with getMe; starting anyway"
+        ),
+    }
     let db = Db::connect(&settings.database_url).await?;
     db.migrate().await?;
     // Held until `run` returns: on SQLite it keeps a second process out, on PostgreSQL it tells
@@ -184,8 +202,6 @@ pub async fn run(
             "messages in flight at the last stop will be sent again"
         );
     }
-    let bot = telegram::client(&token, settings.api_url.as_deref(), options.request_timeout)
-        .map_err(RunError::Telegram)?;
 
     let http_listener = match options.http_listener.as_ref().and_then(HttpListener::take) {
         Some(l) => Some(l),

@@ -32,6 +32,30 @@ pub fn client(token: &Secret, api_url: Option<&str>, timeout: Duration) -> Resul
     }
 }
 
+/// What Telegram said of the token when the bot started.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// `getMe` answered: the bot's username, when it has one.
+    Accepted(Option<String>),
+    /// Telegram refused the token (401 Unauthorized, or 404 for a token it cannot route).
+    Refused,
+    /// No answer to go by (network, timeout, an outage): the message, with the token removed.
+    Unknown(String),
+}
+
+/// Asks Telegram who the bot is (`getMe`), waiting at most `within`.
+pub async fn check_token(bot: &Bot, token: &str, within: Duration) -> TokenCheck {
+    use teloxide::ApiError;
+    use teloxide::RequestError;
+    use teloxide::prelude::Requester;
+    match tokio::time::timeout(within, bot.get_me()).await {
+        Ok(Ok(me)) => TokenCheck::Accepted(me.user.username.clone()),
+        Ok(Err(RequestError::Api(ApiError::InvalidToken))) => TokenCheck::Refused,
+        Ok(Err(e)) => TokenCheck::Unknown(redact(&e.to_string(), token)),
+        Err(_) => TokenCheck::Unknown(format!("no answer within {} s", within.as_secs())),
+    }
+}
+
 /// Removes the token from an error message (reqwest errors carry the request URL, which holds it).
 pub fn redact(message: &str, token: &str) -> String {
     if token.is_empty() {

@@ -263,3 +263,76 @@ async fn an_update_failing_for_a_moment_is_retried_with_backoff_not_set_aside() 
         .await
         .unwrap_or_else(|e| panic!("the update was set aside: {e}"));
 }
+
+/// A token Telegram does not know (mistyped, or revoked in @BotFather) stops start-up with a line
+/// saying so, before a database is created or a single update is asked for; the token itself is
+/// never shown.
+#[tokio::test]
+async fn a_token_telegram_refuses_stops_start_up_and_creates_nothing() {
+    let fake = crate::support::FakeTelegram::start().await;
+    fake.accept_only_token("999:THE-REAL-ONE");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_file = dir.path().join("leadbot.db");
+    let db_url = format!("sqlite://{}", db_file.display());
+    let settings =
+        crate::support::app::settings(&fake, &db_url, crate::support::app::shipped_dialogues());
+    let options = leadbot::app::RunOptions {
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let run = leadbot::app::run(settings, options, std::future::pending::<()>());
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("start-up stops by itself");
+    let message = match result {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("the bot ran with a token Telegram refuses"),
+    };
+    assert!(
+        message.contains("TELOXIDE_TOKEN") && message.contains("refused"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("TEST-token"),
+        "the token is not shown: {message}"
+    );
+    assert!(!db_file.exists(), "no database is created");
+    let calls: Vec<(String, Option<u16>)> = fake
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(calls, [("getMe".to_owned(), Some(401))]);
+}
+
+/// A Bot API that cannot answer `getMe` as the bot starts (an outage, a hang) does not keep it
+/// from starting: the check is skipped and polling retries as at any other time.
+#[tokio::test]
+async fn a_bot_api_failing_the_token_check_does_not_keep_the_bot_from_starting() {
+    let mut app = TestApp::spawn_configured(
+        Backend::Sqlite,
+        crate::support::app::shipped_dialogues(),
+        |_| {},
+    )
+    .await;
+    app.stop().await;
+    let started = app.fake.requests_for("getUpdates").len();
+    // Longer than the test's 1 s long poll, as a bot's request timeout must be.
+    app.request_timeout = Duration::from_secs(2);
+    app.fake.fail_next_method("getMe", 1, Fault::Hang);
+    app.start().await;
+    app.fake
+        .wait_until(Duration::from_secs(10), |s| {
+            s.requests()
+                .iter()
+                .filter(|r| r.method == "getUpdates")
+                .count()
+                > started
+        })
+        .await
+        .expect("the bot polls after the check gave up");
+    assert!(app.is_running());
+    let me = app.fake.requests_for("getMe");
+    assert_eq!(me.len(), 2, "one check per start");
+    assert_eq!(me[1].status, None, "the second check got no answer");
+}

@@ -142,7 +142,14 @@ impl FakeTelegram {
         self.read(|s| s.bot_id)
     }
 
-    /// The token of the latest request (the fake accepts any token).
+    /// From now on only `token` is a bot Telegram knows; requests with any other token are
+    /// answered 401 Unauthorized, as Telegram answers a mistyped or revoked token.
+    pub fn accept_only_token(&self, token: &str) {
+        let token = token.to_owned();
+        self.shared.update(|s| s.only_token = Some(token));
+    }
+
+    /// The token of the latest request (the fake accepts any token unless told otherwise).
     pub fn token(&self) -> Option<String> {
         self.read(|s| s.tokens().last().cloned())
     }
@@ -313,7 +320,7 @@ impl FakeTelegram {
         self.shared.update(|s| s.blocked.remove(&user_id));
     }
 
-    /// The next `n` requests of any method but `getUpdates` fail with `fault`.
+    /// The next `n` requests of any method but `getUpdates` and `getMe` fail with `fault`.
     pub fn fail_next(&self, n: usize, fault: Fault) {
         self.fail(n, fault, FaultTarget::AnyExceptGetUpdates);
     }

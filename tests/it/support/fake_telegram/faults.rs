@@ -34,8 +34,9 @@ pub type RequestPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 /// Which requests a fault rule applies to.
 #[derive(Clone)]
 pub enum FaultTarget {
-    /// Every method except `getUpdates`: the bot polls all the time, so a fault meant for
-    /// a send would otherwise be swallowed by whichever poll came first.
+    /// Every method except `getUpdates` and `getMe`: the bot polls all the time and checks its
+    /// token with `getMe` as it starts, so a fault meant for a send would otherwise be swallowed
+    /// by whichever of those came first.
     AnyExceptGetUpdates,
     /// One method (canonical camelCase name), `getUpdates` included.
     Method(String),
@@ -56,7 +57,7 @@ impl fmt::Debug for FaultTarget {
 impl FaultTarget {
     pub(super) fn matches_request(&self, method: &str, params: &Value) -> bool {
         match self {
-            Self::AnyExceptGetUpdates => method != "getUpdates",
+            Self::AnyExceptGetUpdates => !matches!(method, "getUpdates" | "getMe"),
             Self::Method(m) => m.eq_ignore_ascii_case(method),
             Self::Matching(predicate) => predicate(method, params),
         }

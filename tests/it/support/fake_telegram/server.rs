@@ -177,11 +177,21 @@ pub(super) async fn handle(
     let Some((token, method_name)) = split_path(&path) else {
         return json_response(404, not_found());
     };
-    shared.update(|s| {
+    let known = shared.update(|s| {
         if !s.tokens.iter().any(|t| t == token) {
             s.tokens.push(token.to_owned());
         }
+        s.only_token.as_deref().is_none_or(|only| only == token)
     });
+    if !known {
+        let unauthorized = Reply::Error {
+            code: 401,
+            description: "Unauthorized".to_owned(),
+            retry_after: None,
+        };
+        let method = bot_api::method(method_name).map_or(method_name, |spec| spec.name.as_str());
+        return answer(&shared, method, Value::Null, unauthorized);
+    }
     let Some(spec) = bot_api::method(method_name) else {
         let body = not_found();
         record(&shared, method_name, Value::Null, Some(404), body.clone());

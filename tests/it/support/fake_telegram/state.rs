@@ -221,6 +221,8 @@ impl Reply {
 pub struct State {
     pub(super) bot_id: i64,
     pub(super) tokens: Vec<String>,
+    /// When set, the one token Telegram knows: any other is answered 401 Unauthorized.
+    pub(super) only_token: Option<String>,
     pub(super) next_update_id: i64,
     pub(super) updates: VecDeque<QueuedUpdate>,
     /// Every update ever queued, by id, so one can be delivered again.
@@ -249,6 +251,7 @@ impl State {
         Self {
             bot_id,
             tokens: Vec::new(),
+            only_token: None,
             next_update_id: 1000,
             updates: VecDeque::new(),
             pushed: HashMap::new(),
