@@ -159,6 +159,39 @@ pub fn load_catalog(settings: &Settings) -> Result<Catalog, RunError> {
     Ok(catalog)
 }
 
+/// Stops start-up when the staff chat cannot get alerts: a mistyped id, a group the bot is not in,
+/// or a group Telegram upgraded to a supergroup (whose new id the message gives). A Bot API that
+/// cannot be asked now lets the bot start.
+async fn check_staff_chat(
+    bot: &telegram::Client,
+    staff_chat_id: i64,
+    bot_user_id: i64,
+    token: &str,
+    within: Duration,
+) -> Result<(), RunError> {
+    use telegram::StaffChatCheck;
+    let refused = |why: String| Err(RunError::Telegram(format!("LEADBOT_STAFF_CHAT_ID: {why}")));
+    match telegram::check_staff_chat(bot, staff_chat_id, bot_user_id, token, within).await {
+        StaffChatCheck::Member => {
+            tracing::info!("the bot is in the staff chat");
+            Ok(())
+        }
+        StaffChatCheck::NotMember => refused(format!(
+            "the bot is no longer in the chat {staff_chat_id} (it left or was removed); add it to the managers' group again"
+        )),
+        StaffChatCheck::Migrated(to) => refused(format!(
+            "the group {staff_chat_id} was upgraded to a supergroup; set LEADBOT_STAFF_CHAT_ID={to}"
+        )),
+        StaffChatCheck::NotFound => refused(format!(
+            "Telegram knows no chat {staff_chat_id} with the bot in it; add the bot to the managers' group and check the id (supergroup ids start with -100)"
+        )),
+        StaffChatCheck::Unknown(e) => {
+            tracing::warn!(error = %e, "cannot check the staff chat with getChatMember; starting anyway");
+            Ok(())
+        }
+    }
+}
+
 /// Runs the bot until `shutdown` resolves: migrations, then polling, processing and delivery.
 pub async fn run(
     settings: Settings,
@@ -174,10 +207,13 @@ pub async fn run(
     // cannot be reached now is retried by polling, as at any other time.
     let within = options.request_timeout.min(Duration::from_secs(10));
     match telegram::check_token(&bot, token.expose(), within).await {
-        telegram::TokenCheck::Accepted(username) => tracing::info!(
-            bot = username.as_deref().unwrap_or("(no username)"),
-            "Telegram accepted the token"
-        ),
+        telegram::TokenCheck::Accepted(bot_user_id, username) => {
+            tracing::info!(
+                bot = username.as_deref().unwrap_or("(no username)"),
+                "Telegram accepted the token"
+            );
+            check_staff_chat(&bot, staff_chat_id, bot_user_id, token.expose(), within).await?;
+        }
         telegram::TokenCheck::Refused => return Err(RunError::Telegram(
             "TELOXIDE_TOKEN: Telegram refused the token (401 Unauthorized); copy it again from @BotFather (the value is not shown)".to_owned(),
         )),

@@ -35,8 +35,8 @@ pub fn client(token: &Secret, api_url: Option<&str>, timeout: Duration) -> Resul
 /// What Telegram said of the token when the bot started.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenCheck {
-    /// `getMe` answered: the bot's username, when it has one.
-    Accepted(Option<String>),
+    /// `getMe` answered: the bot's user id and its username, when it has one.
+    Accepted(i64, Option<String>),
     /// Telegram refused the token (401 Unauthorized, or 404 for a token it cannot route).
     Refused,
     /// No answer to go by (network, timeout, an outage): the message, with the token removed.
@@ -49,10 +49,55 @@ pub async fn check_token(bot: &Bot, token: &str, within: Duration) -> TokenCheck
     use teloxide::RequestError;
     use teloxide::prelude::Requester;
     match tokio::time::timeout(within, bot.get_me()).await {
-        Ok(Ok(me)) => TokenCheck::Accepted(me.user.username.clone()),
+        Ok(Ok(me)) => TokenCheck::Accepted(
+            i64::try_from(me.user.id.0).unwrap_or(i64::MAX),
+            me.user.username.clone(),
+        ),
         Ok(Err(RequestError::Api(ApiError::InvalidToken))) => TokenCheck::Refused,
         Ok(Err(e)) => TokenCheck::Unknown(redact(&e.to_string(), token)),
         Err(_) => TokenCheck::Unknown(format!("no answer within {} s", within.as_secs())),
+    }
+}
+
+/// What Telegram said of the staff chat when the bot started.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StaffChatCheck {
+    /// The bot is in the chat.
+    Member,
+    /// The chat exists but the bot left it or was removed (`left`, `kicked`).
+    NotMember,
+    /// The group became a supergroup with this new id; the old id is dead.
+    Migrated(i64),
+    /// Telegram knows no such chat with the bot in it (a mistyped id, or the bot never added).
+    NotFound,
+    /// No answer to go by (network, timeout, an outage): the message, with the token removed.
+    Unknown(String),
+}
+
+/// Asks Telegram whether the bot (`bot_user_id`) is in the staff chat (`getChatMember`),
+/// waiting at most `within`.
+pub async fn check_staff_chat(
+    bot: &Bot,
+    chat_id: i64,
+    bot_user_id: i64,
+    token: &str,
+    within: Duration,
+) -> StaffChatCheck {
+    use teloxide::ApiError;
+    use teloxide::RequestError;
+    use teloxide::prelude::Requester;
+    use teloxide::types::{ChatId, UserId};
+    let Ok(user) = u64::try_from(bot_user_id) else {
+        return StaffChatCheck::Unknown(format!("the bot's user id {bot_user_id} is not valid"));
+    };
+    let request = bot.get_chat_member(ChatId(chat_id), UserId(user));
+    match tokio::time::timeout(within, request).await {
+        Ok(Ok(member)) if member.is_present() => StaffChatCheck::Member,
+        Ok(Ok(_)) => StaffChatCheck::NotMember,
+        Ok(Err(RequestError::MigrateToChatId(to))) => StaffChatCheck::Migrated(to.0),
+        Ok(Err(RequestError::Api(ApiError::ChatNotFound))) => StaffChatCheck::NotFound,
+        Ok(Err(e)) => StaffChatCheck::Unknown(redact(&e.to_string(), token)),
+        Err(_) => StaffChatCheck::Unknown(format!("no answer within {} s", within.as_secs())),
     }
 }
 

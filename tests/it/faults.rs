@@ -264,18 +264,14 @@ async fn an_update_failing_for_a_moment_is_retried_with_backoff_not_set_aside() 
         .unwrap_or_else(|e| panic!("the update was set aside: {e}"));
 }
 
-/// A token Telegram does not know (mistyped, or revoked in @BotFather) stops start-up with a line
-/// saying so, before a database is created or a single update is asked for; the token itself is
-/// never shown.
-#[tokio::test]
-async fn a_token_telegram_refuses_stops_start_up_and_creates_nothing() {
-    let fake = crate::support::FakeTelegram::start().await;
-    fake.accept_only_token("999:THE-REAL-ONE");
+/// Runs the bot against `fake` on a fresh SQLite file until start-up stops by itself; its error,
+/// and whether the database file was created.
+async fn start_up_error(fake: &crate::support::FakeTelegram) -> (String, bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_file = dir.path().join("leadbot.db");
     let db_url = format!("sqlite://{}", db_file.display());
     let settings =
-        crate::support::app::settings(&fake, &db_url, crate::support::app::shipped_dialogues());
+        crate::support::app::settings(fake, &db_url, crate::support::app::shipped_dialogues());
     let options = leadbot::app::RunOptions {
         request_timeout: Duration::from_secs(5),
         ..Default::default()
@@ -284,10 +280,47 @@ async fn a_token_telegram_refuses_stops_start_up_and_creates_nothing() {
     let result = tokio::time::timeout(Duration::from_secs(10), run)
         .await
         .expect("start-up stops by itself");
-    let message = match result {
-        Err(e) => e.to_string(),
-        Ok(()) => panic!("the bot ran with a token Telegram refuses"),
-    };
+    match result {
+        Err(e) => (e.to_string(), db_file.exists()),
+        Ok(()) => panic!("the bot ran though start-up should have stopped"),
+    }
+}
+
+/// A staff chat that cannot get alerts stops start-up with a line saying why and what to set:
+/// a mistyped id, a group the bot was removed from, a group upgraded to a supergroup.
+#[tokio::test]
+async fn a_staff_chat_the_bot_cannot_post_to_stops_start_up_and_says_what_to_fix() {
+    use crate::support::fake_telegram::Gone;
+    let staff = crate::support::app::STAFF_CHAT;
+    for (gone, expected) in [
+        (Gone::NotFound, "knows no chat"),
+        (Gone::Left, "no longer in the chat"),
+        (
+            Gone::Migrated(-1_009_876_543_210),
+            "set LEADBOT_STAFF_CHAT_ID=-1009876543210",
+        ),
+    ] {
+        let fake = crate::support::FakeTelegram::start().await;
+        fake.make_chat_gone(staff, gone);
+        let (message, created) = start_up_error(&fake).await;
+        assert!(
+            message.starts_with("LEADBOT_STAFF_CHAT_ID: ") && message.contains(expected),
+            "{gone:?}: {message}"
+        );
+        assert!(!created, "{gone:?}: no database is created");
+        let methods: Vec<String> = fake.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, ["getMe", "getChatMember"], "{gone:?}");
+    }
+}
+
+/// A token Telegram does not know (mistyped, or revoked in @BotFather) stops start-up with a line
+/// saying so, before a database is created or a single update is asked for; the token itself is
+/// never shown.
+#[tokio::test]
+async fn a_token_telegram_refuses_stops_start_up_and_creates_nothing() {
+    let fake = crate::support::FakeTelegram::start().await;
+    fake.accept_only_token("999:THE-REAL-ONE");
+    let (message, created) = start_up_error(&fake).await;
     assert!(
         message.contains("TELOXIDE_TOKEN") && message.contains("refused"),
         "{message}"
@@ -296,7 +329,7 @@ async fn a_token_telegram_refuses_stops_start_up_and_creates_nothing() {
         !message.contains("TEST-token"),
         "the token is not shown: {message}"
     );
-    assert!(!db_file.exists(), "no database is created");
+    assert!(!created, "no database is created");
     let calls: Vec<(String, Option<u16>)> = fake
         .requests()
         .into_iter()

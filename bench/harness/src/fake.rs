@@ -379,6 +379,11 @@ async fn handle(
             "supports_inline_queries": false, "can_connect_to_business": false,
             "has_main_web_app": false
         })),
+        // The bot checks at start that it is in the staff chat.
+        "getchatmember" => ok(json!({
+            "user": {"id": BOT_ID, "is_bot": true, "first_name": "Bench", "username": "bench_bot"},
+            "status": "member"
+        })),
         "editmessagetext" | "editmessagereplymarkup" => {
             let chat_id = int(&params, "chat_id").unwrap_or(1);
             let mid = int(&params, "message_id").unwrap_or(1);

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 #[allow(unused_imports)]
 pub use faults::{Chaos, Fault, FaultTarget, RateLimits};
 #[allow(unused_imports)]
-pub use state::{BOT_USERNAME, RecordedRequest, State, StoredFile, StoredMessage};
+pub use state::{BOT_USERNAME, Gone, RecordedRequest, State, StoredFile, StoredMessage};
 
 use faults::{ChaosState, FaultRule};
 use server::{Connection, KillableListener, Shared};
@@ -147,6 +147,11 @@ impl FakeTelegram {
     pub fn accept_only_token(&self, token: &str) {
         let token = token.to_owned();
         self.shared.update(|s| s.only_token = Some(token));
+    }
+
+    /// From now on the bot cannot reach `chat_id`, for the reason given.
+    pub fn make_chat_gone(&self, chat_id: i64, why: Gone) {
+        self.shared.update(|s| s.gone.insert(chat_id, why));
     }
 
     /// The token of the latest request (the fake accepts any token unless told otherwise).

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::faults::Fault;
-use super::state::{Reply, State, StoredFile, StoredMessage, unix_now};
+use super::state::{Gone, Reply, State, StoredFile, StoredMessage, unix_now};
 use super::validation::{
     TextError, as_chat_id, chat_id, message_text, too_many_requests, validate_markup,
 };
@@ -140,6 +140,24 @@ impl State {
                     me[key] = json!(value);
                 }
                 Ok(me)
+            }
+            "getChatMember" => {
+                let chat = chat_id(p, "chat_id")?;
+                let user = p
+                    .get("user_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| Reply::bad("Bad Request: invalid user_id specified"))?;
+                let who = if user == self.bot_id {
+                    self.bot_json()
+                } else {
+                    json!({"id": user, "is_bot": false, "first_name": "User"})
+                };
+                match self.gone.get(&chat) {
+                    Some(Gone::NotFound) => Err(Reply::bad("Bad Request: chat not found")),
+                    Some(Gone::Migrated(to)) => Err(Reply::Migrated(*to)),
+                    Some(Gone::Left) => Ok(json!({"user": who, "status": "left"})),
+                    None => Ok(json!({"user": who, "status": "member"})),
+                }
             }
             "sendMessage" => self.send_message(p),
             "editMessageText" => self.edit_message_text(p),

@@ -174,6 +174,17 @@ pub(super) struct ChatState {
     pub(super) topics: Vec<(i64, String)>,
 }
 
+/// Why the bot cannot reach a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// No such chat with the bot in it: `Bad Request: chat not found`.
+    NotFound,
+    /// The bot left or was removed: its status there is `left`.
+    Left,
+    /// The group became a supergroup with this id.
+    Migrated(i64),
+}
+
 /// What the fake answers for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Reply {
@@ -185,6 +196,8 @@ pub(super) enum Reply {
     },
     Hang,
     Close,
+    /// 400 with `parameters.migrate_to_chat_id`, as for a group upgraded to a supergroup.
+    Migrated(i64),
 }
 
 impl Reply {
@@ -211,6 +224,15 @@ impl Reply {
                 }
                 Some((*code, body))
             }
+            Self::Migrated(to) => Some((
+                400,
+                json!({
+                    "ok": false,
+                    "error_code": 400,
+                    "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                    "parameters": {"migrate_to_chat_id": to},
+                }),
+            )),
             Self::Hang | Self::Close => None,
         }
     }
@@ -223,6 +245,8 @@ pub struct State {
     pub(super) tokens: Vec<String>,
     /// When set, the one token Telegram knows: any other is answered 401 Unauthorized.
     pub(super) only_token: Option<String>,
+    /// Chats the bot cannot reach, and why (every other chat has the bot as a member).
+    pub(super) gone: HashMap<i64, Gone>,
     pub(super) next_update_id: i64,
     pub(super) updates: VecDeque<QueuedUpdate>,
     /// Every update ever queued, by id, so one can be delivered again.
@@ -252,6 +276,7 @@ impl State {
             bot_id,
             tokens: Vec::new(),
             only_token: None,
+            gone: HashMap::new(),
             next_update_id: 1000,
             updates: VecDeque::new(),
             pushed: HashMap::new(),
