@@ -1,4 +1,5 @@
-//! Any text as a phone number: a parsed number is E.164 and parses to itself.
+//! Any text as a phone number, or as a sentence holding one: a number found is E.164 and parses
+//! to itself.
 #![no_main]
 
 use leadbot::domain::Phone;
@@ -8,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(phone) = Phone::parse(input) {
+    for phone in [Phone::parse(input).ok(), Phone::find_in(input)]
+        .into_iter()
+        .flatten()
+    {
         let e164 = phone.as_str();
         assert!(e164.starts_with('+'), "{e164:?}");
         assert!(e164[1..].bytes().all(|b| b.is_ascii_digit()), "{e164:?}");

@@ -388,8 +388,10 @@ fn validate(kind: InputKind, input: Input) -> Result<(String, Option<f64>), Reje
                 .map(|n| (n.as_str().to_owned(), None))
                 .map_err(|_| Rejection::InvalidName),
             InputKind::Phone | InputKind::Contact => Phone::parse(&text)
+                .ok()
+                .or_else(|| Phone::find_in(&text))
                 .map(|p| (p.as_str().to_owned(), None))
-                .map_err(|_| Rejection::InvalidPhone),
+                .ok_or(Rejection::InvalidPhone),
             InputKind::Email => Email::parse(&text)
                 .map(|e| (e.as_str().to_owned(), None))
                 .map_err(|_| Rejection::InvalidEmail),

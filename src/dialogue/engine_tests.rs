@@ -267,6 +267,34 @@ fn a_typed_russian_phone_is_normalised_and_scored() {
 }
 
 #[test]
+fn a_phone_typed_inside_a_sentence_is_taken_and_two_numbers_are_asked_again() {
+    let s = ru();
+    let at_phone = |typed: &str| {
+        let (session, ts) = play(
+            &s,
+            vec![
+                Input::Start,
+                button(&s, "consent", 0),
+                text("Анна"),
+                text(typed),
+            ],
+        );
+        (
+            ts[3].outcome.clone(),
+            session.answers.get("phone").map(|a| a.value.clone()),
+        )
+    };
+    assert_eq!(
+        at_phone("мой номер 8 912 345-67-89, звоните после 18"),
+        (Outcome::Accepted, Some("+79123456789".to_owned()))
+    );
+    assert_eq!(
+        at_phone("8 912 345 67 89 или 8 999 111 22 33"),
+        (Outcome::Rejected(Rejection::InvalidPhone), None)
+    );
+}
+
+#[test]
 fn an_invalid_phone_is_rejected_and_asked_again_with_the_contact_button() {
     let s = ru();
     let (session, ts) = play(

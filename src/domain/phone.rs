@@ -31,6 +31,8 @@ pub enum PhoneError {
 
 /// Longest input considered at all; longer pastes are refused without parsing.
 const MAX_INPUT_CHARS: usize = 64;
+/// Longest message searched for a number by [`Phone::find_in`] (Telegram's own limit).
+const MAX_TEXT_CHARS: usize = 4096;
 /// Fewest digits in any E.164 number (country code included).
 const MIN_DIGITS: usize = 7;
 /// Most digits E.164 allows.
@@ -60,6 +62,33 @@ impl Phone {
             return Err(PhoneError::Invalid);
         }
         Ok(Phone(formatted))
+    }
+
+    /// The one phone number in a sentence (`мой номер 8 912 345-67-89`, `+7 912 345 67 89, после
+    /// 18`): the only run of digits and phone punctuation with enough digits for a number, if it
+    /// parses. Two such runs name no number: the person is asked which.
+    pub fn find_in(text: &str) -> Option<Phone> {
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return None;
+        }
+        let is_phone_char = |c: char| {
+            c.is_ascii_digit()
+                || c.is_whitespace()
+                || matches!(
+                    c,
+                    '+' | '(' | ')' | '-' | '.' | '/' | '\u{2010}'..='\u{2015}'
+                )
+        };
+        let mut candidates = text
+            .split(|c: char| !is_phone_char(c))
+            .map(str::trim)
+            .filter(|run| run.chars().filter(char::is_ascii_digit).count() >= MIN_DIGITS);
+        match (candidates.next(), candidates.next()) {
+            (Some(run), None) => {
+                Phone::parse(run.trim_matches(|c: char| matches!(c, '.' | '-' | '/' | ')'))).ok()
+            }
+            _ => None,
+        }
     }
 
     /// The E.164 text.
@@ -179,6 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn the_one_number_in_a_sentence_is_found() {
+        let found = |text: &str| Phone::find_in(text).map(|p| p.as_str().to_owned());
+        let anna = Some("+79123456789".to_owned());
+        assert_eq!(found("мой номер 8 912 345-67-89"), anna);
+        assert_eq!(found("89123456789 звоните после 18"), anna);
+        assert_eq!(found("Телефон: +7 (912) 345-67-89."), anna);
+        assert_eq!(found("+7 912 345 67 89 ext 12"), anna);
+        assert_eq!(
+            found("call me on +44 20 7946 0958, thanks"),
+            Some("+442079460958".to_owned())
+        );
+        // Two numbers, or none, or digits too few for one: nothing is guessed.
+        assert_eq!(found("8 912 345 67 89 или 8 999 111 22 33"), None);
+        assert_eq!(found("позвоните завтра после 18"), None);
+        assert_eq!(found("8 912 FLOWERS"), None);
+        assert_eq!(found("мой номер 8 912 345"), None);
+        assert_eq!(found(&"1".repeat(5000)), None);
+    }
+
+    #[test]
     fn international_number_is_never_silently_shortened() {
         // phonenumber would strip an `8` here as if it were a national prefix.
         assert_eq!(Phone::parse("+9888811000"), Err(PhoneError::Invalid));
@@ -234,6 +283,13 @@ mod tests {
         #[test]
         fn parse_never_panics_on_arbitrary_text(s in "\\PC{0,80}") {
             let _ = Phone::parse(&s);
+        }
+
+        #[test]
+        fn a_number_found_in_any_text_is_its_own_normal_form(s in "\\PC{0,80}|[a-zа-я ,.:]{0,10}[+]?[0-9 ()\\-]{0,20}[a-zа-я ,.]{0,10}") {
+            if let Some(phone) = Phone::find_in(&s) {
+                prop_assert_eq!(Phone::parse(phone.as_str()), Ok(phone.clone()));
+            }
         }
 
         #[test]
