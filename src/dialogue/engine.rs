@@ -393,8 +393,10 @@ fn validate(kind: InputKind, input: Input) -> Result<(String, Option<f64>), Reje
                 .map(|p| (p.as_str().to_owned(), None))
                 .ok_or(Rejection::InvalidPhone),
             InputKind::Email => Email::parse(&text)
+                .ok()
+                .or_else(|| Email::find_in(&text))
                 .map(|e| (e.as_str().to_owned(), None))
-                .map_err(|_| Rejection::InvalidEmail),
+                .ok_or(Rejection::InvalidEmail),
             InputKind::Number => parse_number(&text)
                 .map(|n| (n.to_string(), Some(n)))
                 .map_err(|_| Rejection::InvalidNumber),

@@ -295,6 +295,34 @@ fn a_phone_typed_inside_a_sentence_is_taken_and_two_numbers_are_asked_again() {
 }
 
 #[test]
+fn an_address_typed_inside_a_sentence_is_taken() {
+    let yaml = r#"
+id: mail
+locale: en
+sources: ["*"]
+start: email
+steps:
+  email:
+    ask: "Your e-mail?"
+    input: email
+    next: done
+  done: { say: "Thanks", end: true }
+"#;
+    let s = compile("mail.yaml", yaml).unwrap().script;
+    let (session, ts) = play(
+        &s,
+        vec![Input::Start, text("mine is Anna@Example.com, thanks")],
+    );
+    assert_eq!(ts[1].outcome, Outcome::Accepted);
+    assert_eq!(session.answers["email"].value, "Anna@example.com");
+    let (_, ts) = play(
+        &s,
+        vec![Input::Start, text("a@example.com or b@example.com")],
+    );
+    assert_eq!(ts[1].outcome, Outcome::Rejected(Rejection::InvalidEmail));
+}
+
+#[test]
 fn an_invalid_phone_is_rejected_and_asked_again_with_the_contact_button() {
     let s = ru();
     let (session, ts) = play(

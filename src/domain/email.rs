@@ -26,6 +26,9 @@ pub enum EmailError {
 /// The longest address SMTP can deliver to (RFC 5321 path limit minus the angle brackets).
 const MAX_CHARS: usize = 254;
 
+/// Longest message searched for an address by [`Email::find_in`] (Telegram's limit, in bytes).
+const MAX_TEXT_BYTES: usize = 4096 * 4;
+
 impl Email {
     /// Parses a typed address: `name@example.com`, no display name, a dot in the domain.
     pub fn parse(input: &str) -> Result<Email, EmailError> {
@@ -62,6 +65,24 @@ impl Email {
         )))
     }
 
+    /// The one address in a sentence (`моя почта anna@example.com, пишите`): the only word with an
+    /// `@`, without the punctuation around it, if it parses. Two such words name no address.
+    pub fn find_in(text: &str) -> Option<Email> {
+        if text.len() > MAX_TEXT_BYTES {
+            return None;
+        }
+        let mut words = text
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"'))
+            .filter(|w| w.contains('@'));
+        match (words.next(), words.next()) {
+            (Some(word), None) => Email::parse(
+                word.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '(' | ')')),
+            )
+            .ok(),
+            _ => None,
+        }
+    }
+
     /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -92,6 +113,18 @@ impl From<Email> for String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_one_address_in_a_sentence_is_found() {
+        let found = |text: &str| Email::find_in(text).map(|e| e.as_str().to_owned());
+        let anna = Some("anna@example.com".to_owned());
+        assert_eq!(found("моя почта anna@Example.com, пишите"), anna);
+        assert_eq!(found("e-mail: anna@example.com."), anna);
+        assert_eq!(found("(anna@example.com)"), anna);
+        assert_eq!(found("anna@example.com или boss@example.com"), None);
+        assert_eq!(found("пишите на почту"), None);
+        assert_eq!(found("anna@localhost please"), None);
+    }
 
     #[test]
     fn plain_address_is_accepted_as_typed() {
