@@ -176,8 +176,8 @@ async fn check_staff_chat(
             tracing::info!("the bot is in the staff chat");
             Ok(())
         }
-        StaffChatCheck::NotMember => refused(format!(
-            "the bot is no longer in the chat {staff_chat_id} (it left or was removed); add it to the managers' group again"
+        StaffChatCheck::NotMember(why) => refused(format!(
+            "the bot is not in the chat {staff_chat_id} ({why}); add it to the managers' group again"
         )),
         StaffChatCheck::Migrated(to) => refused(format!(
             "the group {staff_chat_id} was upgraded to a supergroup; set LEADBOT_STAFF_CHAT_ID={to}"

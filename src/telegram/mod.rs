@@ -64,8 +64,8 @@ pub async fn check_token(bot: &Bot, token: &str, within: Duration) -> TokenCheck
 pub enum StaffChatCheck {
     /// The bot is in the chat.
     Member,
-    /// The chat exists but the bot left it or was removed (`left`, `kicked`).
-    NotMember,
+    /// The chat exists but the bot is not in it: it left or was removed. Why, as Telegram put it.
+    NotMember(String),
     /// The group became a supergroup with this new id; the old id is dead.
     Migrated(i64),
     /// Telegram knows no such chat with the bot in it (a mistyped id, or the bot never added).
@@ -93,9 +93,22 @@ pub async fn check_staff_chat(
     let request = bot.get_chat_member(ChatId(chat_id), UserId(user));
     match tokio::time::timeout(within, request).await {
         Ok(Ok(member)) if member.is_present() => StaffChatCheck::Member,
-        Ok(Ok(_)) => StaffChatCheck::NotMember,
+        Ok(Ok(member)) => StaffChatCheck::NotMember(format!(
+            "its status there is {}",
+            if member.is_banned() { "kicked" } else { "left" }
+        )),
         Ok(Err(RequestError::MigrateToChatId(to))) => StaffChatCheck::Migrated(to.0),
         Ok(Err(RequestError::Api(ApiError::ChatNotFound))) => StaffChatCheck::NotFound,
+        // "Forbidden: bot was kicked from the group chat", "… is not a member of the supergroup
+        // chat": the chat is there, the bot is not.
+        Ok(Err(RequestError::Api(
+            e @ (ApiError::BotKicked | ApiError::BotKickedFromSupergroup),
+        ))) => StaffChatCheck::NotMember(e.to_string()),
+        Ok(Err(RequestError::Api(ApiError::Unknown(description))))
+            if description.starts_with("Forbidden") =>
+        {
+            StaffChatCheck::NotMember(description)
+        }
         Ok(Err(e)) => StaffChatCheck::Unknown(redact(&e.to_string(), token)),
         Err(_) => StaffChatCheck::Unknown(format!("no answer within {} s", within.as_secs())),
     }

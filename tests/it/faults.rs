@@ -294,7 +294,14 @@ async fn a_staff_chat_the_bot_cannot_post_to_stops_start_up_and_says_what_to_fix
     let staff = crate::support::app::STAFF_CHAT;
     for (gone, expected) in [
         (Gone::NotFound, "knows no chat"),
-        (Gone::Left, "no longer in the chat"),
+        (
+            Gone::Left,
+            "not in the chat -1001234567890 (its status there is left)",
+        ),
+        (
+            Gone::Kicked,
+            "(Forbidden: bot was kicked from the supergroup chat)",
+        ),
         (
             Gone::Migrated(-1_009_876_543_210),
             "set LEADBOT_STAFF_CHAT_ID=-1009876543210",

@@ -156,6 +156,11 @@ impl State {
                     Some(Gone::NotFound) => Err(Reply::bad("Bad Request: chat not found")),
                     Some(Gone::Migrated(to)) => Err(Reply::Migrated(*to)),
                     Some(Gone::Left) => Ok(json!({"user": who, "status": "left"})),
+                    Some(Gone::Kicked) => Err(Reply::Error {
+                        code: 403,
+                        description: "Forbidden: bot was kicked from the supergroup chat".into(),
+                        retry_after: None,
+                    }),
                     None => Ok(json!({"user": who, "status": "member"})),
                 }
             }

@@ -179,8 +179,10 @@ pub(super) struct ChatState {
 pub enum Gone {
     /// No such chat with the bot in it: `Bad Request: chat not found`.
     NotFound,
-    /// The bot left or was removed: its status there is `left`.
+    /// The bot left: its status there is `left`.
     Left,
+    /// The bot was removed from the supergroup: `Forbidden: bot was kicked from the supergroup chat`.
+    Kicked,
     /// The group became a supergroup with this id.
     Migrated(i64),
 }
