@@ -55,13 +55,56 @@ impl LeadName {
         if !name.chars().any(char::is_alphabetic) {
             return Err(NameError::NoLetters);
         }
-        Ok(LeadName(name))
+        // Stripped until none is left ("я, меня зовут Анна"), so a parsed name parses to itself.
+        let mut bare = name.as_str();
+        while let Some(rest) = without_introduction(bare) {
+            bare = rest;
+        }
+        Ok(LeadName(bare.to_owned()))
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// How people introduce themselves before their name, lower-case, longest first.
+const INTRODUCTIONS: [&str; 14] = [
+    "меня зовут",
+    "моё имя",
+    "мое имя",
+    "my name is",
+    "call me",
+    "i am",
+    "i'm",
+    "i’m",
+    "it’s",
+    "зовут",
+    "это",
+    "this is",
+    "it's",
+    "я",
+];
+
+/// `Меня зовут Анна` → `Анна`, `I'm Anna.` → `Anna`: the name after a leading introduction (a
+/// whole phrase of [`INTRODUCTIONS`], then a space, comma, colon or dash), without a final full
+/// stop, when it has a letter; `None` when there is no introduction to leave out.
+fn without_introduction(name: &str) -> Option<&str> {
+    const AFTER: [char; 6] = [' ', ',', ':', '-', '—', '–'];
+    INTRODUCTIONS.iter().find_map(|phrase| {
+        // Lower-casing can change byte lengths; only cut where the typed text has the same prefix.
+        let head = name.get(..phrase.len())?;
+        let rest = name[phrase.len()..].strip_prefix(AFTER)?;
+        if head.to_lowercase() != *phrase {
+            return None;
+        }
+        let rest = rest
+            .trim_start_matches(AFTER)
+            .trim_end_matches('.')
+            .trim_end();
+        rest.chars().any(char::is_alphabetic).then_some(rest)
+    })
 }
 
 /// Control characters, plus the bidirectional overrides and zero-width marks that could
@@ -132,6 +175,26 @@ mod tests {
     }
 
     #[test]
+    fn an_introduction_before_the_name_is_left_out() {
+        assert_eq!(name("Меня зовут Анна"), "Анна");
+        assert_eq!(name("меня зовут: Анна Петрова."), "Анна Петрова");
+        assert_eq!(name("Я Анна"), "Анна");
+        assert_eq!(name("Это — Иван"), "Иван");
+        assert_eq!(name("I'm Anna."), "Anna");
+        assert_eq!(name("my name is John Smith"), "John Smith");
+        // Names that only begin like an introduction, and introductions with no name, stay.
+        assert_eq!(name("Яна"), "Яна");
+        assert_eq!(name("Этов Игорь"), "Этов Игорь");
+        assert_eq!(name("Imogen"), "Imogen");
+        assert_eq!(name("Im Sun-ok"), "Im Sun-ok");
+        assert_eq!(name("Меня зовут"), "Меня зовут");
+        assert_eq!(name("Я"), "Я");
+        assert_eq!(name("Анна."), "Анна.");
+        assert_eq!(name("Я, меня зовут Анна ."), "Анна");
+        assert_eq!(name("I’m Anna"), "Anna");
+    }
+
+    #[test]
     fn a_name_needs_a_letter_in_any_script() {
         assert_eq!(
             LeadName::parse("+7 912 345-67-89"),
@@ -170,6 +233,13 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_name_after_introductions_parses_to_itself(s in "((меня зовут|я|i'm|это|Call me)[ ,:—.-]{0,3}){0,3}[a-zа-я .,:—-]{0,20}") {
+            if let Ok(lead) = LeadName::parse(&s) {
+                prop_assert_eq!(LeadName::parse(lead.as_str()), Ok(lead.clone()));
+            }
+        }
 
         #[test]
         fn parsed_name_is_bounded_clean_and_stable(s in "\\PC{0,100}|[ \\t\\na-zа-я\\x00-\\x1f]{0,100}") {
