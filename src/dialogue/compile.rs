@@ -698,11 +698,40 @@ impl<'a> Checker<'a> {
                 } else {
                     labels.insert(folded, get("label").line);
                 }
+                let mut also = Vec::new();
+                for alias in c.also.iter().flatten() {
+                    let alias = alias.trim();
+                    if alias.is_empty() || alias.chars().count() > MAX_LABEL_CHARS {
+                        self.error(
+                            get("also"),
+                            format!(
+                                "each answer in 'also' has 1 to {MAX_LABEL_CHARS} characters; '{}' does not",
+                                cut_for_message(alias)
+                            ),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    let folded = alias.to_lowercase();
+                    if let Some(line) = labels.get(&folded) {
+                        self.error(
+                            get("also"),
+                            format!(
+                                "'{alias}' in 'also' is already a label or an answer of this step (line {line}): it would pick two buttons"
+                            ),
+                        );
+                        ok = false;
+                    } else {
+                        labels.insert(folded, get("also").line);
+                        also.push(alias.to_owned());
+                    }
+                }
                 let next = resolve(self, &c.next, get("next"));
                 if let Some(next) = next {
                     out.targets.push(next);
                     compiled.push(Choice {
                         label: label.to_owned(),
+                        also,
                         score: c.score.unwrap_or(0),
                         hot: c.hot.unwrap_or(false),
                         set: c.set.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
@@ -1014,3 +1043,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 #[path = "compile_tests.rs"]
 mod tests;
+
+/// A user's text shortened for an error message.
+fn cut_for_message(text: &str) -> String {
+    let mut out: String = text.chars().take(40).collect();
+    if text.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}

@@ -338,12 +338,15 @@ impl Run<'_> {
     }
 }
 
-/// The choice a typed answer names: its label in any case, or, ignoring case, punctuation and
-/// `ё`/`е`, the label's words or the first words of exactly one label (`да` for "Да, присылайте",
-/// `сравниваю` for "Сравниваю варианты"). A word two labels start with names neither.
+/// The choice a typed answer names: its label or one of its `also` answers in any case, or,
+/// ignoring case, punctuation and `ё`/`е`, their words, or the first words of exactly one label
+/// (`да` for "Да, присылайте", `сравниваю` for "Сравниваю варианты"). A word two labels start with
+/// names neither.
 fn typed_choice<'a>(choices: &'a [Choice], text: &str) -> Option<&'a Choice> {
     let typed = text.trim().to_lowercase();
-    if let Some(c) = choices.iter().find(|c| c.label.to_lowercase() == typed) {
+    if let Some(c) = choices.iter().find(|c| {
+        c.label.to_lowercase() == typed || c.also.iter().any(|a| a.to_lowercase() == typed)
+    }) {
         return Some(c);
     }
     let typed = words(&typed);
@@ -352,8 +355,10 @@ fn typed_choice<'a>(choices: &'a [Choice], text: &str) -> Option<&'a Choice> {
     }
     let labels: Vec<(&Choice, Vec<String>)> =
         choices.iter().map(|c| (c, words(&c.label))).collect();
-    let mut equal = labels.iter().filter(|(_, w)| *w == typed);
-    if let (Some((c, _)), None) = (equal.next(), equal.next()) {
+    let mut equal = choices
+        .iter()
+        .filter(|c| words(&c.label) == typed || c.also.iter().any(|a| words(a) == typed));
+    if let (Some(c), None) = (equal.next(), equal.next()) {
         return Some(c);
     }
     let mut starting = labels.iter().filter(|(_, w)| w.starts_with(&typed));

@@ -190,6 +190,28 @@ fn the_first_words_of_one_label_select_it_and_words_two_labels_share_do_not() {
 }
 
 #[test]
+fn an_answer_listed_in_also_picks_its_button_and_saves_the_label() {
+    let s = ru();
+    for typed in ["согласна", "Да!", "ок"] {
+        let (session, ts) = play(&s, vec![Input::Start, text(typed)]);
+        assert_eq!(ts[1].outcome, Outcome::Accepted, "{typed}");
+        assert_eq!(session.answers["consent"].value, "Согласен", "{typed}");
+        assert_eq!(
+            session.position,
+            Position::Waiting(id(&s, "name")),
+            "{typed}"
+        );
+    }
+    let (session, _) = play(&s, vec![Input::Start, text("Не согласна")]);
+    assert_eq!(session.answers["consent"].value, "Не согласен");
+    let e = en();
+    let (session, _) = play(&e, vec![Input::Start, text("yes")]);
+    assert_eq!(session.answers["consent"].value, "I agree");
+    let (session, _) = play(&e, vec![Input::Start, text("No.")]);
+    assert_eq!(session.answers["consent"].value, "I don't agree");
+}
+
+#[test]
 fn free_text_at_a_choice_is_rejected_with_a_hint_and_the_same_question() {
     let s = ru();
     let (session, ts) = play(&s, vec![Input::Start, text("а что это?")]);

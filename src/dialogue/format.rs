@@ -480,13 +480,15 @@ pub struct RawStep {
 }
 
 /// The keys a choice may have.
-pub const CHOICE_KEYS: &[&str] = &["label", "score", "hot", "set", "next"];
+pub const CHOICE_KEYS: &[&str] = &["label", "also", "score", "hot", "set", "next"];
 
 /// One button of a choice step as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChoice {
     pub label: String,
+    /// Other answers a person may type for this button (`also: [да, согласна]`).
+    pub also: Option<Vec<String>>,
     pub score: Option<i32>,
     pub hot: Option<bool>,
     pub set: Option<RawSet>,

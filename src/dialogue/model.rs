@@ -127,6 +127,8 @@ pub enum StepKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Choice {
     pub label: String,
+    /// Other answers that pick this choice when typed (any case), trimmed.
+    pub also: Vec<String>,
     pub score: i32,
     pub hot: bool,
     pub set: Vec<(String, Fact)>,
