@@ -126,6 +126,9 @@ pub struct App {
     pub staff_forum: Arc<crate::staff::topics::ForumFlag>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Until when (clock ms) the daily digest is not looked for again: a look that found nothing
+    /// to report waits a while instead of querying at every timer tick.
+    pub digest_idle_until: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl App {
@@ -277,6 +280,7 @@ pub async fn run(
         handover: Some(handover.clone()),
         staff_forum: staff_forum.clone(),
         metrics: metrics.clone(),
+        digest_idle_until: Arc::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 

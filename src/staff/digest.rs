@@ -1,7 +1,10 @@
 //! The daily digest: once a day, after `LEADBOT_DIGEST_HOUR` in the business time zone, the staff chat gets
 //! the last day's figures and every hot lead still waiting for a manager after its SLA
 //! re-announcements ran out. The idempotency key `digest:DATE` makes it once a day across restarts
-//! and replicas.
+//! and replicas. A look that finds nothing to report (or today's digest already queued) waits ten
+//! minutes before the next, instead of querying at every timer tick.
+
+use std::sync::atomic::Ordering;
 
 use chrono::{NaiveDate, TimeZone, Timelike};
 
@@ -12,6 +15,9 @@ use crate::outbox::{Action, Markup};
 use crate::storage::{self, StorageError};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long after a look that found nothing to report the next look waits (timer ticks come every
+/// few seconds; a digest found this much later is still the day's).
+const IDLE_MS: i64 = 10 * 60 * 1000;
 
 /// The idempotency key of a day's digest.
 pub fn digest_key(date: NaiveDate) -> String {
@@ -27,16 +33,20 @@ pub async fn step(app: &App) -> Result<bool, StorageError> {
     let Some(local) = app.settings.timezone.timestamp_millis_opt(now).single() else {
         return Ok(false);
     };
-    if local.hour() < hour {
+    if local.hour() < hour || now < app.digest_idle_until.load(Ordering::Relaxed) {
         return Ok(false);
     }
     let key = digest_key(local.date_naive());
     if storage::outbox::by_key(&app.db, &key).await?.is_some() {
+        app.digest_idle_until
+            .store(now.saturating_add(IDLE_MS), Ordering::Relaxed);
         return Ok(false);
     }
     let new = storage::leads::created_between(&app.db, now - DAY_MS, now).await?;
     let waiting = storage::leads::unclaimed_hot(&app.db, super::sla::MAX_REMINDERS, 30).await?;
     if new.total == 0 && waiting.is_empty() {
+        app.digest_idle_until
+            .store(now.saturating_add(IDLE_MS), Ordering::Relaxed);
         return Ok(false);
     }
     let mut text = format!(

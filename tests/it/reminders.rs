@@ -1,5 +1,6 @@
 //! Reminders for leads silent mid-dialogue: end to end with the running bot, and round by round
-//! (`reminders::step`) with a manual clock for the gaps, quiet hours and /stop.
+//! (`reminders::step`) with a manual clock for the gaps, quiet hours and /stop; the daily digest's
+//! pace of looking, round by round the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,7 @@ fn manual_app(t: &TestApp, clock: &ManualClock) -> App {
         handover: None,
         metrics: Arc::new(leadbot::metrics::Metrics::new()),
         staff_forum: Arc::default(),
+        digest_idle_until: Arc::default(),
     }
 }
 
@@ -171,5 +173,25 @@ both_databases! {
         clock.set(silent + 25 * HOUR);
         assert_eq!(app::reminders::step(&a).await.unwrap(), 0);
         assert!(queued(&t, &key(&lead, 0)).await.is_none());
+    }
+}
+
+both_databases! {
+    async fn a_digest_look_that_finds_nothing_waits_ten_minutes_before_the_next(backend: Backend) {
+        let mut t = TestApp::spawn(backend).await;
+        let lead = waiting_at_consent(&t, &User::new(9005).lang("ru")).await;
+        t.stop().await;
+        // A minute before the lead came there was nothing to report (the hour is past 0 always).
+        let clock = ManualClock::new(lead.created_at - MIN);
+        let mut a = manual_app(&t, &clock);
+        a.settings.digest_hour = Some(0);
+        assert!(!leadbot::staff::digest::step(&a).await.unwrap(), "nothing to report");
+        // The lead is there now, but the look waits out its ten minutes.
+        clock.set(lead.created_at + MIN);
+        assert!(!leadbot::staff::digest::step(&a).await.unwrap(), "no look before ten minutes");
+        clock.set(lead.created_at - MIN + 10 * MIN);
+        assert!(leadbot::staff::digest::step(&a).await.unwrap(), "the digest once the ten minutes are over");
+        clock.set(lead.created_at + 10 * MIN);
+        assert!(!leadbot::staff::digest::step(&a).await.unwrap(), "once a day");
     }
 }
