@@ -355,10 +355,10 @@ fn typed_choice<'a>(choices: &'a [Choice], text: &str) -> Option<&'a Choice> {
     }
     let labels: Vec<(&Choice, Vec<String>)> =
         choices.iter().map(|c| (c, words(&c.label))).collect();
-    let mut equal = choices
+    let mut equal = labels
         .iter()
-        .filter(|c| words(&c.label) == typed || c.also.iter().any(|a| words(a) == typed));
-    if let (Some(c), None) = (equal.next(), equal.next()) {
+        .filter(|(c, w)| *w == typed || c.also.iter().any(|a| words(a) == typed));
+    if let (Some((c, _)), None) = (equal.next(), equal.next()) {
         return Some(c);
     }
     let mut starting = labels.iter().filter(|(_, w)| w.starts_with(&typed));
