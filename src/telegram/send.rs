@@ -9,12 +9,31 @@ use teloxide::payloads::{
     SendMessageSetters, SendPhotoSetters,
 };
 use teloxide::prelude::Requester;
+use teloxide::requests::{HasPayload, JsonRequest, Payload};
 use teloxide::types::{
     ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, KeyboardButton, KeyboardMarkup,
     KeyboardRemove, MessageId, ParseMode, ReplyMarkup, ReplyParameters, ThreadId,
 };
 
 use crate::outbox::action::{Action, Markup};
+
+/// `sendMessage` whose answer is read for the message id alone. teloxide reads a full `Message`,
+/// trying every kind of media in turn: 6.7–8.4 µs per answer against 0.7–0.8 µs for the id (see
+/// the optimisation log's twelfth round).
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct SendMessageForId(teloxide::payloads::SendMessage);
+
+impl Payload for SendMessageForId {
+    type Output = SentMessageId;
+    const NAME: &'static str = <teloxide::payloads::SendMessage as Payload>::NAME;
+}
+
+/// The part of a sent message leadbot keeps.
+#[derive(serde::Deserialize)]
+struct SentMessageId {
+    message_id: i32,
+}
 
 /// How a failed request should be handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +157,10 @@ pub async fn perform(
             if let Some(t) = thread_id {
                 req = req.message_thread_id(ThreadId(MessageId(*t)));
             }
-            req.await.map(|m| Some(m.id.0))
+            let payload = SendMessageForId(req.payload_ref().clone());
+            JsonRequest::new(bot.clone(), payload)
+                .await
+                .map(|sent| Some(sent.message_id))
         }
         Action::EditMessage {
             message_id,
