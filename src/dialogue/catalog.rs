@@ -125,14 +125,18 @@ const SHIPPED: [(&str, &str); 2] = [
     ),
 ];
 
+/// [`SHIPPED`] as `(file name, text)` pairs.
+fn shipped_sources() -> Vec<(String, String)> {
+    SHIPPED
+        .iter()
+        .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+        .collect()
+}
+
 impl Catalog {
     /// The dialogues shipped with leadbot, as built into the binary.
     pub fn shipped() -> Catalog {
-        let files = SHIPPED
-            .iter()
-            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
-            .collect();
-        Catalog::from_sources(files).0
+        Catalog::from_sources(shipped_sources()).0
     }
 
     /// The dialogues the bot runs: those of `path`, or the shipped ones when `path` is the default
@@ -346,12 +350,7 @@ mod tests {
 
     #[test]
     fn the_dialogues_built_into_the_binary_are_the_shipped_files() {
-        let (built_in, diags) = Catalog::from_sources(
-            SHIPPED
-                .iter()
-                .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
-                .collect(),
-        );
+        let (built_in, diags) = Catalog::from_sources(shipped_sources());
         assert!(diags.is_empty(), "{diags:?}");
         let files = shipped();
         let names = |c: &Catalog| {

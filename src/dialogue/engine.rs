@@ -6,7 +6,7 @@ use super::{
     Answer, Choice, ChoiceRef, Effect, Fact, Input, InputKind, Keyboard, Outcome, Position,
     Rejection, Reply, ScoreItem, Script, Session, StepId, StepKind, Transition,
 };
-use crate::domain::{Email, LeadName, Phone, Temperature, parse_number};
+use crate::domain::{Email, LeadName, Phone, Temperature, only, parse_number};
 
 /// The longest message the engine takes as an answer (Telegram's own limit).
 const MAX_ANSWER_CHARS: usize = 4096;
@@ -355,17 +355,12 @@ fn typed_choice<'a>(choices: &'a [Choice], text: &str) -> Option<&'a Choice> {
     }
     let labels: Vec<(&Choice, Vec<String>)> =
         choices.iter().map(|c| (c, words(&c.label))).collect();
-    let mut equal = labels
+    let equal = labels
         .iter()
         .filter(|(c, w)| *w == typed || c.also.iter().any(|a| words(a) == typed));
-    if let (Some((c, _)), None) = (equal.next(), equal.next()) {
-        return Some(c);
-    }
-    let mut starting = labels.iter().filter(|(_, w)| w.starts_with(&typed));
-    match (starting.next(), starting.next()) {
-        (Some((c, _)), None) => Some(c),
-        _ => None,
-    }
+    only(equal)
+        .or_else(|| only(labels.iter().filter(|(_, w)| w.starts_with(&typed))))
+        .map(|(c, _)| *c)
 }
 
 /// A text's words, lower-cased, with `ё` read as `е`.

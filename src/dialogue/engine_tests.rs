@@ -164,16 +164,7 @@ fn the_first_words_of_one_label_select_it_and_words_two_labels_share_do_not() {
         );
     }
     // "В этом месяце" and "В ближайшие 3 месяца" both start with "в".
-    let (at_timing, _) = play(
-        &s,
-        vec![
-            Input::Start,
-            button(&s, "consent", 0),
-            text("Анна"),
-            text("89123456789"),
-            text("сравниваю"),
-        ],
-    );
+    let at_timing = advance(&s, &at_need, text("сравниваю")).session;
     assert_eq!(at_timing.position, Position::Waiting(id(&s, "timing")));
     assert_eq!(
         advance(&s, &at_timing, text("в")).outcome,

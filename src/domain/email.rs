@@ -71,16 +71,12 @@ impl Email {
         if text.len() > MAX_TEXT_BYTES {
             return None;
         }
-        let mut words = text
-            .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"'))
-            .filter(|w| w.contains('@'));
-        match (words.next(), words.next()) {
-            (Some(word), None) => Email::parse(
-                word.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '(' | ')')),
-            )
-            .ok(),
-            _ => None,
-        }
+        let word = super::only(
+            text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"'))
+                .filter(|w| w.contains('@')),
+        )?;
+        Email::parse(word.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '(' | ')')))
+            .ok()
     }
 
     /// The address.

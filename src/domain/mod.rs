@@ -16,6 +16,15 @@ pub use source::{Source, SourceError};
 
 use serde::{Deserialize, Serialize};
 
+/// The one item of `items`, or `None` when there are none or several: what a typed answer names
+/// only when it names exactly one thing.
+pub(crate) fn only<T>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    match (items.next(), items.next()) {
+        (Some(item), None) => Some(item),
+        _ => None,
+    }
+}
+
 /// A lead's temperature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

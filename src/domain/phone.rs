@@ -79,16 +79,12 @@ impl Phone {
                     '+' | '(' | ')' | '-' | '.' | '/' | '\u{2010}'..='\u{2015}'
                 )
         };
-        let mut candidates = text
-            .split(|c: char| !is_phone_char(c))
-            .map(str::trim)
-            .filter(|run| run.chars().filter(char::is_ascii_digit).count() >= MIN_DIGITS);
-        match (candidates.next(), candidates.next()) {
-            (Some(run), None) => {
-                Phone::parse(run.trim_matches(|c: char| matches!(c, '.' | '-' | '/' | ')'))).ok()
-            }
-            _ => None,
-        }
+        let run = super::only(
+            text.split(|c: char| !is_phone_char(c))
+                .map(str::trim)
+                .filter(|run| run.chars().filter(char::is_ascii_digit).count() >= MIN_DIGITS),
+        )?;
+        Phone::parse(run.trim_matches(|c: char| matches!(c, '.' | '-' | '/' | ')'))).ok()
     }
 
     /// The E.164 text.
