@@ -103,7 +103,7 @@ async fn telegram_update(
         Some(_) => {}
     }
     let update = match crate::telegram::webhook::intake(&body) {
-        Ok(u) => u,
+        Ok(u) => u.incoming,
         Err(why) => {
             tracing::warn!(why, "webhook request refused");
             return StatusCode::BAD_REQUEST;

@@ -15,6 +15,7 @@ use super::ctx::Ctx;
 use super::event::Event;
 use super::prospect;
 use crate::storage::updates::{self, StoredUpdate};
+use crate::telegram::update::Received;
 
 /// About this many updates share one transaction.
 const CHUNK: usize = 64;
@@ -227,6 +228,8 @@ enum Applied {
 
 /// Applies one stored update in its own transaction, unless another replica holds its user.
 async fn apply(app: &App, u: &StoredUpdate) -> Result<Applied, prospect::ProspectError> {
+    // Read before the transaction, so the write turn does not wait for JSON.
+    let event = crate::telegram::update::event_of(&u.payload);
     let tx = app.db.begin().await?;
     let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
     // Replicas on PostgreSQL: one user's updates are applied by one replica at a time, and the
@@ -234,7 +237,7 @@ async fn apply(app: &App, u: &StoredUpdate) -> Result<Applied, prospect::Prospec
     match updates::lock_and_begin_apply(&mut ctx.tx, u.update_id, lock_key(u), ctx.now).await? {
         updates::Begun::Busy => return Ok(Applied::Busy),
         updates::Begun::Done => return Ok(Applied::Yes),
-        updates::Begun::Fresh => apply_begun(app, &mut ctx, u).await?,
+        updates::Begun::Fresh => apply_begun(app, &mut ctx, event).await?,
     }
     let enqueued = ctx.enqueued;
     let answers = std::mem::take(&mut ctx.answers);
@@ -261,6 +264,12 @@ async fn apply_chunk(
     app: &App,
     groups: &[Vec<StoredUpdate>],
 ) -> Result<Chunk, prospect::ProspectError> {
+    // Read before the transaction, so the write turn does not wait for JSON.
+    let mut events: HashMap<i64, Event> = groups
+        .iter()
+        .flatten()
+        .map(|u| (u.update_id, crate::telegram::update::event_of(&u.payload)))
+        .collect();
     let mut tx = app.db.begin().await?;
     let keyed: Vec<(i64, i64)> = groups
         .iter()
@@ -289,8 +298,10 @@ async fn apply_chunk(
         }
         for u in group {
             let mut ctx = Ctx::new(tx, app.clock.now_ms(), u.update_id);
-            if begun.fresh.contains(&u.update_id) {
-                apply_begun(app, &mut ctx, u).await?;
+            if begun.fresh.contains(&u.update_id)
+                && let Some(event) = events.remove(&u.update_id)
+            {
+                apply_begun(app, &mut ctx, event).await?;
             }
             enqueued |= ctx.enqueued;
             answers.append(&mut ctx.answers);
@@ -318,7 +329,7 @@ pub struct Intake {
 /// batch is stored alone and the processor applies it, one update per transaction if need be.
 pub async fn intake(
     app: &App,
-    batch: &[updates::IncomingUpdate],
+    batch: &[Received],
     next_offset: i64,
 ) -> Result<Intake, crate::storage::StorageError> {
     let result = AssertUnwindSafe(store_and_apply(app, batch, next_offset))
@@ -333,46 +344,42 @@ pub async fn intake(
             tracing::debug!("applying a polled batch panicked; storing it for the processor")
         }
     }
-    let new = updates::store_batch(&app.db, batch, next_offset, app.clock.now_ms()).await?;
+    let incoming: Vec<&updates::IncomingUpdate> = batch.iter().map(|r| &r.incoming).collect();
+    let new = updates::store_batch(&app.db, &incoming, next_offset, app.clock.now_ms()).await?;
     let new = usize::try_from(new).unwrap_or(usize::MAX);
     Ok(Intake { new, left: new })
 }
 
 async fn store_and_apply(
     app: &App,
-    batch: &[updates::IncomingUpdate],
+    batch: &[Received],
     next_offset: i64,
 ) -> Result<Intake, prospect::ProspectError> {
     let now = app.clock.now_ms();
+    let incoming: Vec<&updates::IncomingUpdate> = batch.iter().map(|r| &r.incoming).collect();
     let mut tx = app.db.begin().await?;
-    let users: Vec<i64> = batch.iter().filter_map(|u| u.user_id).collect();
+    let users: Vec<i64> = incoming.iter().filter_map(|u| u.user_id).collect();
     let waiting = updates::users_waiting(&mut tx, &users, MAX_ATTEMPTS).await?;
-    let applying: HashSet<i64> = batch
+    let applying: HashSet<i64> = incoming
         .iter()
         .filter(|u| u.user_id.is_none_or(|user| !waiting.contains(&user)))
         .map(|u| u.update_id)
         .collect();
-    let mut new = updates::store_batch_in(&mut tx, batch, &applying, next_offset, now).await?;
+    let mut new = updates::store_batch_in(&mut tx, &incoming, &applying, next_offset, now).await?;
     let stored = new.len();
     // Each new update once (a batch could name one twice), in the order Telegram sent them.
-    let mut fresh: Vec<StoredUpdate> = batch
+    let mut fresh: Vec<&Received> = batch
         .iter()
-        .filter(|u| applying.contains(&u.update_id) && new.remove(&u.update_id))
-        .map(|u| StoredUpdate {
-            update_id: u.update_id,
-            user_id: u.user_id,
-            payload: u.payload.clone(),
-            attempts: 0,
-        })
+        .filter(|r| applying.contains(&r.incoming.update_id) && new.remove(&r.incoming.update_id))
         .collect();
-    fresh.sort_by_key(|u| u.update_id);
-    let users: Vec<i64> = fresh.iter().filter_map(|u| u.user_id).collect();
+    fresh.sort_by_key(|r| r.incoming.update_id);
+    let users: Vec<i64> = fresh.iter().filter_map(|r| r.incoming.user_id).collect();
     crate::storage::leads::prefetch(&mut tx, &users).await?;
     let mut enqueued = false;
     let mut answers = Vec::new();
-    for u in &fresh {
-        let mut ctx = Ctx::new(tx, now, u.update_id);
-        apply_begun(app, &mut ctx, u).await?;
+    for r in &fresh {
+        let mut ctx = Ctx::new(tx, now, r.incoming.update_id);
+        apply_begun(app, &mut ctx, r.event.clone()).await?;
         enqueued |= ctx.enqueued;
         answers.append(&mut ctx.answers);
         tx = ctx.tx;
@@ -410,26 +417,16 @@ fn lock_key(u: &StoredUpdate) -> i64 {
     u.user_id.unwrap_or(u.update_id)
 }
 
-/// Applies one update inside `ctx`'s transaction, which has just marked it applied (so a replay
-/// finds it applied and changes nothing).
-#[tracing::instrument(skip_all, fields(update_id = u.update_id))]
+/// Applies one update's event inside `ctx`'s transaction, which has just marked the update
+/// applied (so a replay finds it applied and changes nothing).
+#[tracing::instrument(skip_all, fields(update_id = ctx.update_id))]
 async fn apply_begun(
     app: &App,
     ctx: &mut Ctx,
-    u: &StoredUpdate,
+    event: Event,
 ) -> Result<(), prospect::ProspectError> {
-    let note = match serde_json::from_str::<teloxide::types::Update>(&u.payload) {
-        Ok(update) => {
-            let event = crate::telegram::update::to_event(&update);
-            handle(app, ctx, event).await?
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "stored update does not decode; skipped");
-            Some("undecodable update".to_owned())
-        }
-    };
-    if let Some(note) = note.as_deref() {
-        updates::note_applied(&mut ctx.tx, u.update_id, note).await?;
+    if let Some(note) = handle(app, ctx, event).await?.as_deref() {
+        updates::note_applied(&mut ctx.tx, ctx.update_id, note).await?;
     }
     Ok(())
 }

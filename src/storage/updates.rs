@@ -28,7 +28,7 @@ pub struct IncomingUpdate {
 /// were new.
 pub async fn store_batch(
     db: &Db,
-    batch: &[IncomingUpdate],
+    batch: &[&IncomingUpdate],
     next_offset: i64,
     now: i64,
 ) -> Result<u64, StorageError> {
@@ -43,7 +43,7 @@ pub async fn store_batch(
 /// of the updates that were new.
 pub async fn store_batch_in(
     tx: &mut super::Tx,
-    batch: &[IncomingUpdate],
+    batch: &[&IncomingUpdate],
     applying: &HashSet<i64>,
     next_offset: i64,
     now: i64,

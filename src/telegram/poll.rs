@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use teloxide::RequestError;
-use teloxide::payloads::GetUpdatesSetters;
-use teloxide::prelude::Requester;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
-use crate::storage::updates::{self, IncomingUpdate};
+use super::update::{self, Received};
+use crate::storage::updates;
 
 /// What the poller needs.
 pub struct Poller {
@@ -60,25 +59,20 @@ impl Poller {
                     continue;
                 }
             };
-            let mut req = self
-                .bot
-                .get_updates()
-                .timeout(self.timeout_secs)
-                .limit(100)
-                .allowed_updates(super::webhook::ALLOWED_UPDATES);
             // Telegram's update ids are 32-bit; a stored offset beyond that means a corrupt row.
-            match offset.map(i32::try_from) {
-                Some(Ok(o)) => req = req.offset(o),
+            let offset = match offset.map(i32::try_from) {
+                Some(Ok(o)) => Some(o),
                 Some(Err(_)) => {
                     tracing::error!(
                         ?offset,
                         "the stored polling offset is out of range; polling without it"
-                    )
+                    );
+                    None
                 }
-                None => {}
-            }
+                None => None,
+            };
             let result = tokio::select! {
-                r = req => r,
+                r = self.get_updates(offset) => r,
                 _ = shutdown.changed() => break,
             };
             match result {
@@ -87,23 +81,11 @@ impl Poller {
                     if batch.is_empty() {
                         continue;
                     }
-                    let mut incoming = Vec::with_capacity(batch.len());
-                    let mut next = offset.unwrap_or(0);
-                    for u in &batch {
-                        let id = i64::from(u.id.0);
-                        next = next.max(id + 1);
-                        match serde_json::to_string(u) {
-                            Ok(payload) => incoming.push(IncomingUpdate {
-                                update_id: id,
-                                user_id: super::update::user_of(u),
-                                payload,
-                            }),
-                            Err(e) => {
-                                tracing::warn!(update_id = id, error = %e, "update cannot be stored; skipped")
-                            }
-                        }
-                    }
-                    match crate::app::process::intake(&self.app, &incoming, next).await {
+                    let next = batch
+                        .iter()
+                        .map(|u| u.incoming.update_id.saturating_add(1))
+                        .fold(offset.map_or(0, i64::from), i64::max);
+                    match crate::app::process::intake(&self.app, &batch, next).await {
                         Ok(done) => {
                             stored_offset = Some(next);
                             tracing::debug!(
@@ -129,14 +111,13 @@ impl Poller {
                         }
                     }
                 }
-                Err(RequestError::RetryAfter(s)) => {
-                    tracing::warn!(seconds = s.seconds(), "getUpdates rate limited");
-                    if wait(&mut shutdown, s.duration()).await {
+                Err(PollError::RetryAfter(d)) => {
+                    tracing::warn!(seconds = d.as_secs(), "getUpdates rate limited");
+                    if wait(&mut shutdown, d).await {
                         break;
                     }
                 }
-                Err(e) => {
-                    let msg = super::redact(&e.to_string(), &self.token);
+                Err(PollError::Failed(msg)) => {
                     tracing::warn!(error = %msg, "getUpdates failed; retrying");
                     self.app.metrics.telegram_error("polling");
                     if msg.contains("webhook") {
@@ -152,7 +133,118 @@ impl Poller {
     }
 }
 
+/// Why a `getUpdates` brought nothing.
+#[derive(Debug, PartialEq)]
+enum PollError {
+    /// 429: ask again after this long.
+    RetryAfter(Duration),
+    /// Anything else, as a message without the token.
+    Failed(String),
+}
+
+/// The request.
+#[derive(serde::Serialize)]
+struct GetUpdates<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<i32>,
+    timeout: u32,
+    limit: u8,
+    allowed_updates: &'a [teloxide::types::AllowedUpdate],
+}
+
+/// A Bot API answer to `getUpdates`, its updates left as the JSON Telegram sent.
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    ok: bool,
+    #[serde(borrow, default)]
+    result: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+}
+
+#[derive(serde::Deserialize)]
+struct Parameters {
+    #[serde(default)]
+    retry_after: Option<u64>,
+}
+
+/// Reads a `getUpdates` answer. Each update is kept as Telegram sent it (stored as is, and read
+/// once, into the event applied): teloxide's own `getUpdates` reads the whole answer into a tree
+/// of values, then into its types, which leadbot wrote back to JSON to store and read again when
+/// applying. An update without an id is left out (logged): it cannot be stored, and the offset
+/// moves past it with the others; an answer of such updates alone is a failed poll (it would
+/// come again at once).
+fn read_answer(status: u16, body: &str) -> Result<Vec<Received>, PollError> {
+    let answer: Answer = serde_json::from_str(body).map_err(|_| {
+        PollError::Failed(format!(
+            "the Bot API answered HTTP {status} with something other than its JSON"
+        ))
+    })?;
+    if !answer.ok {
+        if let Some(secs) = answer.parameters.and_then(|p| p.retry_after) {
+            return Err(PollError::RetryAfter(Duration::from_secs(secs)));
+        }
+        return Err(PollError::Failed(format!(
+            "HTTP {status}: {}",
+            answer.description.as_deref().unwrap_or("no description")
+        )));
+    }
+    let raw = answer.result.unwrap_or_default();
+    let mut batch = Vec::with_capacity(raw.len());
+    let mut unreadable = None;
+    for update in &raw {
+        match update::decode(update.get()) {
+            Ok(r) => batch.push(r),
+            Err(why) => {
+                tracing::warn!(
+                    why,
+                    "an update in getUpdates' answer cannot be stored; skipped"
+                );
+                unreadable = Some(why);
+            }
+        }
+    }
+    match unreadable {
+        Some(why) if batch.is_empty() => Err(PollError::Failed(format!(
+            "getUpdates' answer holds only updates leadbot cannot store: {why}"
+        ))),
+        _ => Ok(batch),
+    }
+}
+
 impl Poller {
+    /// `getUpdates`, made here rather than through teloxide's request (see [`read_answer`]),
+    /// with the same client, address and timeout.
+    async fn get_updates(&self, offset: Option<i32>) -> Result<Vec<Received>, PollError> {
+        let mut url = self.bot.api_url();
+        url.path_segments_mut()
+            .map_err(|()| PollError::Failed("TELOXIDE_API_URL cannot take a path".to_owned()))?
+            .push(&format!("bot{}", self.token))
+            .push("getUpdates");
+        let body = GetUpdates {
+            offset,
+            timeout: self.timeout_secs,
+            limit: 100,
+            allowed_updates: &super::webhook::ALLOWED_UPDATES,
+        };
+        let failed = |e: reqwest::Error| {
+            PollError::Failed(super::redact(&e.without_url().to_string(), &self.token))
+        };
+        let response = self
+            .bot
+            .client()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(failed)?;
+        read_answer(status, &text)
+    }
+
     async fn remove_webhook(&self) {
         match super::webhook::remove(&self.bot, &self.token).await {
             Ok(()) => {
@@ -177,5 +269,72 @@ async fn wait(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => *shutdown.borrow(),
         _ = shutdown.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSAGE: &str = r#"{"update_id":9,"message":{"message_id":1,"date":1700000000,"chat":{"id":7,"type":"private","first_name":"A"},"from":{"id":7,"is_bot":false,"first_name":"A"},"text":"hi"}}"#;
+
+    #[test]
+    fn an_answer_s_updates_are_kept_as_telegram_sent_them() {
+        let body = format!(
+            r#"{{"ok":true,"result":[{MESSAGE},{{"update_id":10,"brand_new_kind":{{}}}}]}}"#
+        );
+        let batch = read_answer(200, &body).unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].incoming.payload, MESSAGE);
+        assert_eq!(batch[0].incoming.user_id, Some(7));
+        assert_eq!(
+            (batch[1].incoming.update_id, batch[1].incoming.user_id),
+            (10, None)
+        );
+        assert!(
+            read_answer(200, r#"{"ok":true,"result":[]}"#)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_why_and_a_rate_limit_how_long_to_wait() {
+        assert_eq!(
+            read_answer(
+                429,
+                r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}"#
+            )
+            .err(),
+            Some(PollError::RetryAfter(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            read_answer(
+                409,
+                r#"{"ok":false,"error_code":409,"description":"Conflict: can't use getUpdates method while webhook is active"}"#
+            )
+            .err(),
+            Some(PollError::Failed(
+                "HTTP 409: Conflict: can't use getUpdates method while webhook is active".into()
+            ))
+        );
+        assert_eq!(
+            read_answer(502, "<html>Bad Gateway</html>").err(),
+            Some(PollError::Failed(
+                "the Bot API answered HTTP 502 with something other than its JSON".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn updates_without_an_id_are_left_out_and_alone_fail_the_poll() {
+        let body = format!(r#"{{"ok":true,"result":[{{"message":{{}}}},{MESSAGE}]}}"#);
+        let batch = read_answer(200, &body).unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].incoming.update_id, 9);
+        assert!(matches!(
+            read_answer(200, r#"{"ok":true,"result":[{"message":{}}]}"#),
+            Err(PollError::Failed(_))
+        ));
     }
 }

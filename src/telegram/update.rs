@@ -6,6 +6,66 @@ use teloxide::types::{
 
 use crate::app::event::{Content, Event, Person};
 use crate::dialogue::MediaKind;
+use crate::storage::updates::IncomingUpdate;
+
+/// One update as Telegram sent it: the row to store and what it means.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub incoming: IncomingUpdate,
+    pub event: Event,
+}
+
+/// Reads one update's JSON, kept as sent. The user id (each lead's ordering) and the event come
+/// from teloxide's own reading of it; an update of a kind this version does not know, or one that
+/// does not read as its kind, is still stored (and skipped when applied), so that Telegram stops
+/// resending it. Only JSON without a numeric `update_id` is refused.
+pub fn decode(raw: &str) -> Result<Received, &'static str> {
+    match serde_json::from_str::<Update>(raw) {
+        Ok(update) => Ok(Received {
+            incoming: IncomingUpdate {
+                update_id: i64::from(update.id.0),
+                user_id: user_of(&update),
+                payload: raw.to_owned(),
+            },
+            event: to_event(&update),
+        }),
+        Err(_) => {
+            #[derive(serde::Deserialize)]
+            struct Id {
+                update_id: i64,
+            }
+            let id = serde_json::from_str::<Id>(raw).map_err(|e| {
+                if e.is_data() {
+                    "the update has no update_id"
+                } else {
+                    "the update is not JSON"
+                }
+            })?;
+            Ok(Received {
+                incoming: IncomingUpdate {
+                    update_id: id.update_id,
+                    user_id: None,
+                    payload: raw.to_owned(),
+                },
+                event: Event::Ignored(UNDECODABLE),
+            })
+        }
+    }
+}
+
+/// Why an update that does not read as one is skipped.
+const UNDECODABLE: &str = "undecodable update";
+
+/// What a stored update means; one that no longer reads as an update is skipped, with a warning.
+pub fn event_of(payload: &str) -> Event {
+    match serde_json::from_str::<Update>(payload) {
+        Ok(update) => to_event(&update),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored update does not decode; skipped");
+            Event::Ignored(UNDECODABLE)
+        }
+    }
+}
 
 /// The user an update concerns, for per-lead ordering.
 pub fn user_of(update: &Update) -> Option<i64> {
@@ -140,6 +200,43 @@ pub fn parse_text(text: &str) -> Content {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_update_names_its_user_and_is_kept_as_sent() {
+        let raw = r#"{"update_id":42,"message":{"message_id":1,"date":1700000000,
+            "chat":{"id":7,"type":"private","first_name":"A"},
+            "from":{"id":7,"is_bot":false,"first_name":"A"},"text":"hi","future_field":1}}"#;
+        let r = decode(raw).unwrap();
+        assert_eq!(r.incoming.update_id, 42);
+        assert_eq!(r.incoming.user_id, Some(7));
+        assert_eq!(r.incoming.payload, raw);
+        assert!(matches!(r.event, Event::Private { message_id: 1, .. }));
+        assert_eq!(event_of(&r.incoming.payload), r.event);
+    }
+
+    #[test]
+    fn an_update_of_an_unknown_kind_or_shape_is_kept_without_a_user() {
+        let r = decode(r#"{"update_id":5,"brand_new_kind":{"x":1}}"#).unwrap();
+        assert_eq!((r.incoming.update_id, r.incoming.user_id), (5, None));
+        assert!(matches!(r.event, Event::Ignored(_)));
+        // A message missing its required fields: stored, skipped.
+        let r = decode(r#"{"update_id":6,"message":{"text":"hi"}}"#).unwrap();
+        assert_eq!((r.incoming.update_id, r.incoming.user_id), (6, None));
+        assert!(matches!(r.event, Event::Ignored(_)));
+        // An update id beyond Telegram's 32 bits is still an id.
+        let r = decode(r#"{"update_id":5000000000}"#).unwrap();
+        assert_eq!(r.incoming.update_id, 5_000_000_000);
+        assert_eq!(decode("not json").unwrap_err(), "the update is not JSON");
+        assert_eq!(
+            decode(r#"{"message":{}}"#).unwrap_err(),
+            "the update has no update_id"
+        );
+        assert_eq!(
+            decode(r#"{"update_id":"7"}"#).unwrap_err(),
+            "the update has no update_id"
+        );
+        assert_eq!(event_of("[]"), Event::Ignored(UNDECODABLE));
+    }
 
     #[test]
     fn commands_lose_the_bot_suffix_and_keep_args() {

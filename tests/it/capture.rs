@@ -780,7 +780,7 @@ both_databases! {
         let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
         let now = 1_700_000_000_000;
         let update = |update_id, user_id| IncomingUpdate { update_id, user_id: Some(user_id), payload: "{}".into() };
-        updates::store_batch(&db, &[update(1, 601), update(2, 601), update(3, 602), update(4, 603)], 5, now)
+        updates::store_batch(&db, &[&update(1, 601), &update(2, 601), &update(3, 602), &update(4, 603)], 5, now)
             .await
             .expect("store");
         // Update 4 was applied before.
