@@ -28,7 +28,7 @@ pub struct TemperatureLabel {
     pub temperature: String,
 }
 
-/// Label: a class of Telegram error (`rate_limited`, `blocked`, `permanent`, `transient`).
+/// Label: a class of Telegram error (`rate_limited`, `blocked`, `permanent`, `migrated`, `transient`, `polling`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorClassLabel {
     pub class: &'static str,
@@ -190,6 +190,7 @@ impl Metrics {
             "rate_limited",
             "blocked",
             "permanent",
+            "migrated",
             "transient",
             "polling",
         ] {

@@ -66,6 +66,8 @@ pub enum Event {
         reply_to: Option<i32>,
         content: Content,
     },
+    /// The group `from` became the supergroup `to` (Telegram's service message, in either chat).
+    ChatUpgraded { from: i64, to: i64 },
     /// Anything leadbot does not act on, with the reason.
     Ignored(&'static str),
 }

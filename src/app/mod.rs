@@ -114,7 +114,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub scripts: Scripts,
     pub settings: Settings,
-    pub staff_chat_id: i64,
+    /// The managers' chat (its id follows an upgrade to a supergroup).
+    pub staff_chat: Arc<crate::staff::chat::StaffChat>,
     /// Wakes the outbox worker.
     pub outbox_wake: Arc<Notify>,
     /// Answers to button presses, sent after the commit that decided them.
@@ -162,35 +163,40 @@ pub fn load_catalog(settings: &Settings) -> Result<Catalog, RunError> {
     Ok(catalog)
 }
 
-/// Stops start-up when the staff chat cannot get alerts: a mistyped id, a group the bot is not in,
-/// or a group Telegram upgraded to a supergroup (whose new id the message gives). A Bot API that
-/// cannot be asked now lets the bot start.
+/// Stops start-up when the staff chat cannot get alerts: a mistyped id or a group the bot is not
+/// in. A group Telegram upgraded to a supergroup is followed (with a warning to set the new id);
+/// the chat id to use is returned. A Bot API that cannot be asked now lets the bot start.
 async fn check_staff_chat(
     bot: &telegram::Client,
     staff_chat_id: i64,
     bot_user_id: i64,
     token: &str,
     within: Duration,
-) -> Result<(), RunError> {
+) -> Result<i64, RunError> {
     use telegram::StaffChatCheck;
     let refused = |why: String| Err(RunError::Telegram(format!("LEADBOT_STAFF_CHAT_ID: {why}")));
     match telegram::check_staff_chat(bot, staff_chat_id, bot_user_id, token, within).await {
         StaffChatCheck::Member => {
             tracing::info!("the bot is in the staff chat");
-            Ok(())
+            Ok(staff_chat_id)
         }
         StaffChatCheck::NotMember(why) => refused(format!(
             "the bot is not in the chat {staff_chat_id} ({why}); add it to the managers' group again"
         )),
-        StaffChatCheck::Migrated(to) => refused(format!(
-            "the group {staff_chat_id} was upgraded to a supergroup; set LEADBOT_STAFF_CHAT_ID={to}"
-        )),
+        StaffChatCheck::Migrated(to) => {
+            tracing::warn!(
+                from = staff_chat_id,
+                to,
+                "LEADBOT_STAFF_CHAT_ID: the group was upgraded to a supergroup; alerts go to the new chat (set LEADBOT_STAFF_CHAT_ID to its id)"
+            );
+            Ok(to)
+        }
         StaffChatCheck::NotFound => refused(format!(
             "Telegram knows no chat {staff_chat_id} with the bot in it; add the bot to the managers' group and check the id (supergroup ids start with -100)"
         )),
         StaffChatCheck::Unknown(e) => {
             tracing::warn!(error = %e, "cannot check the staff chat with getChatMember; starting anyway");
-            Ok(())
+            Ok(staff_chat_id)
         }
     }
 }
@@ -202,7 +208,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let token = settings.require_token()?.clone();
-    let staff_chat_id = settings.require_staff_chat()?;
+    let mut staff_chat_id = settings.require_staff_chat()?;
     let catalog = load_catalog(&settings)?;
     let bot = telegram::client(&token, settings.api_url.as_deref(), options.request_timeout)
         .map_err(RunError::Telegram)?;
@@ -215,7 +221,8 @@ pub async fn run(
                 bot = username.as_deref().unwrap_or("(no username)"),
                 "Telegram accepted the token"
             );
-            check_staff_chat(&bot, staff_chat_id, bot_user_id, token.expose(), within).await?;
+            staff_chat_id =
+                check_staff_chat(&bot, staff_chat_id, bot_user_id, token.expose(), within).await?;
         }
         telegram::TokenCheck::Refused => return Err(RunError::Telegram(
             "TELOXIDE_TOKEN: Telegram refused the token (401 Unauthorized); copy it again from @BotFather (the value is not shown)".to_owned(),
@@ -268,13 +275,14 @@ pub async fn run(
     ));
     let stored = Arc::new(Notify::new());
     let staff_forum = Arc::new(crate::staff::topics::ForumFlag::default());
+    let staff_chat = Arc::new(crate::staff::chat::StaffChat::new(staff_chat_id));
     let (answers, answer_queue) = crate::outbox::answers::Answers::channel();
     let app = Arc::new(App {
         db: db.clone(),
         clock: clock.clone(),
         scripts,
         settings,
-        staff_chat_id,
+        staff_chat: staff_chat.clone(),
         outbox_wake: outbox_wake.clone(),
         answers,
         handover: Some(handover.clone()),
@@ -308,7 +316,7 @@ pub async fn run(
         handover: Some(handover),
         batch: OUTBOX_UNRECORDED,
         sends: sends.clone(),
-        staff_chat_id,
+        staff_chat,
         staff_forum,
         owner: Some(instance_id),
         metrics: metrics.clone(),

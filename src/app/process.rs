@@ -452,7 +452,7 @@ async fn handle(
             chat_id,
             message_id,
         } => {
-            if chat_id.is_some() && chat_id == Some(app.staff_chat_id)
+            if chat_id.is_some() && chat_id == Some(app.staff_chat.id())
                 || app.settings.managers.contains(&from.id) && chat_id != Some(from.id)
             {
                 crate::staff::on_callback(app, ctx, &from, &query_id, data.as_deref(), message_id)
@@ -472,7 +472,7 @@ async fn handle(
             reply_to,
             content,
         } => {
-            if chat_id == app.staff_chat_id {
+            if chat_id == app.staff_chat.id() {
                 crate::staff::on_message(
                     app,
                     ctx,
@@ -486,6 +486,13 @@ async fn handle(
             } else {
                 return Ok(Some("message in a foreign group".into()));
             }
+        }
+        Event::ChatUpgraded { from, to } => {
+            if !app.staff_chat.follow(from, to) {
+                return Ok(Some("a group upgraded to a supergroup".into()));
+            }
+            // Messages already queued for the old chat follow when it refuses them.
+            app.staff_forum.forget();
         }
         Event::Ignored(reason) => return Ok(Some(reason.to_owned())),
     }

@@ -482,7 +482,7 @@ impl Delivery {
                 chat_id: r.chat_id,
                 error,
             }),
-            Err(SendError::Permanent(error)) => {
+            Err(SendError::Permanent(error) | SendError::Migrated { message: error, .. }) => {
                 tracing::warn!(error = %error, "Telegram refused an offer");
                 outcomes.push(Outcome::Failed {
                     recipient_id: r.id,

@@ -274,9 +274,9 @@ impl Sender {
                 Err(SendError::RetryAfter(_) | SendError::Transient(_)) => {
                     store::set_recall(db, row.id, "pending").await?
                 }
-                Err(SendError::Blocked(_) | SendError::Permanent(_)) => {
-                    store::set_recall(db, row.id, "failed").await?
-                }
+                Err(
+                    SendError::Blocked(_) | SendError::Permanent(_) | SendError::Migrated { .. },
+                ) => store::set_recall(db, row.id, "failed").await?,
             }
         }
         for id in touched {
@@ -302,7 +302,7 @@ impl Sender {
         let result = match b.progress_message_id.and_then(|m| i32::try_from(m).ok()) {
             None => {
                 let action = Action::text(text, Markup::None);
-                send::perform(&self.bot, self.app.staff_chat_id, &action, &self.token).await
+                send::perform(&self.bot, self.app.staff_chat.id(), &action, &self.token).await
             }
             Some(message_id) => {
                 let action = Action::EditMessage {
@@ -312,7 +312,7 @@ impl Sender {
                     markup: Markup::None,
                     of_key: None,
                 };
-                send::perform(&self.bot, self.app.staff_chat_id, &action, &self.token).await
+                send::perform(&self.bot, self.app.staff_chat.id(), &action, &self.token).await
             }
         };
         match result {

@@ -76,7 +76,9 @@ pub fn retry(error: &SendError, tries: u32, elapsed: Duration) -> Option<Duratio
     let wait = match error {
         SendError::RetryAfter(wait) => (*wait).max(Duration::from_secs(1)),
         SendError::Transient(_) => Duration::from_millis(500) * 2u32.saturating_pow(tries.min(4)),
-        SendError::Blocked(_) | SendError::Permanent(_) => return None,
+        SendError::Blocked(_) | SendError::Permanent(_) | SendError::Migrated { .. } => {
+            return None;
+        }
     };
     (elapsed + wait < PATIENCE).then_some(wait)
 }

@@ -40,8 +40,9 @@ pub struct Worker {
     /// Requests to Telegram at once, at most (each holds a connection). Sends beyond it wait
     /// their turn, already claimed.
     pub sends: Arc<Semaphore>,
-    /// The staff chat: in a forum, messages about a lead go to the lead's topic.
-    pub staff_chat_id: i64,
+    /// The staff chat: in a forum, messages about a lead go to the lead's topic; an upgrade to a
+    /// supergroup is followed.
+    pub staff_chat: Arc<crate::staff::chat::StaffChat>,
     pub staff_forum: Arc<ForumFlag>,
     /// The instance id stamped on claimed rows (see `storage::ops`).
     pub owner: Option<i64>,
@@ -294,7 +295,19 @@ impl Worker {
                 storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
             }
-            SendError::Permanent(msg) => {
+            SendError::Migrated { to, message } if self.staff_chat.follow(row.chat_id, *to) => {
+                // Whatever waits for the old chat goes to the new one, this row first; topics
+                // are tried again there (turning them on is what upgrades a group).
+                self.staff_forum.forget();
+                let moved = storage::outbox::move_chat(&self.db, row.chat_id, *to).await?;
+                tracing::info!(
+                    outbox_id = row.id,
+                    moved,
+                    "messages for the staff chat go to the upgraded chat"
+                );
+                storage::outbox::retry_at(&self.db, row.id, now, message).await?;
+            }
+            SendError::Permanent(msg) | SendError::Migrated { message: msg, .. } => {
                 tracing::error!(outbox_id = row.id, error = %msg, "Telegram refused a request; given up");
                 storage::outbox::mark_failed(&self.db, row.id, msg).await?;
             }
@@ -342,7 +355,7 @@ impl Worker {
         row: &storage::outbox::Row,
         mut action: Action,
     ) -> Result<Action, StorageError> {
-        if row.chat_id != self.staff_chat_id || !self.staff_forum.is_forum() {
+        if row.chat_id != self.staff_chat.id() || !self.staff_forum.is_forum() {
             return Ok(action);
         }
         let Some(lead_id) = row.lead_id else {

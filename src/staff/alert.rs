@@ -78,7 +78,7 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         ctx.enqueue_keyed(
             &super::topics::topic_key(lead.id),
             Some(lead.id),
-            app.staff_chat_id,
+            app.staff_chat.id(),
             &topic,
         )
         .await?;
@@ -95,7 +95,7 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         .enqueue_keyed(
             &alert_key(lead.id),
             Some(lead.id),
-            app.staff_chat_id,
+            app.staff_chat.id(),
             &action,
         )
         .await?;
@@ -133,7 +133,7 @@ async fn edit_card(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), StorageE
         of_key,
     };
     let key = ctx.next_key("card");
-    ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)
+    ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat.id(), &action)
         .await?;
     Ok(())
 }

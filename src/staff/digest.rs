@@ -89,7 +89,7 @@ pub async fn step(app: &App) -> Result<bool, StorageError> {
         lead_topic: false,
     };
     let queued = ctx
-        .enqueue_keyed(&key, None, app.staff_chat_id, &action)
+        .enqueue_keyed(&key, None, app.staff_chat.id(), &action)
         .await?;
     ctx.tx.commit().await?;
     if queued.is_some() {

@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod card;
 pub mod chart;
+pub mod chat;
 pub mod commands;
 pub mod digest;
 pub mod relay;
@@ -26,7 +27,7 @@ pub async fn on_callback(
     data: Option<&str>,
     _message_id: Option<i32>,
 ) -> Result<(), ProspectError> {
-    let chat = app.staff_chat_id;
+    let chat = app.staff_chat.id();
     let parsed = data.map(CallbackData::parse);
     let notice = match parsed {
         Some(Ok(CallbackData::Take(id))) => alert::take(app, ctx, id, from).await?,
@@ -58,11 +59,11 @@ pub async fn on_message(
     if let Content::Command { name, args } = &content
         && commands::COMMANDS.contains(&name.as_str())
     {
-        return commands::run(app, ctx, app.staff_chat_id, from, name, args, thread_id).await;
+        return commands::run(app, ctx, app.staff_chat.id(), from, name, args, thread_id).await;
     }
     if let Content::Text(text) = &content
         && reply_to.is_none()
-        && crate::broadcast::flow::on_text(app, ctx, app.staff_chat_id, from, text, thread_id)
+        && crate::broadcast::flow::on_text(app, ctx, app.staff_chat.id(), from, text, thread_id)
             .await?
     {
         return Ok(());

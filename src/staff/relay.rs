@@ -46,7 +46,7 @@ pub async fn lead_to_staff(
     ctx.enqueue_keyed(
         &key,
         Some(lead.id),
-        app.staff_chat_id,
+        app.staff_chat.id(),
         &Action::SendMessage {
             text: header,
             html: true,
@@ -62,7 +62,7 @@ pub async fn lead_to_staff(
         ctx.enqueue_keyed(
             &key,
             Some(lead.id),
-            app.staff_chat_id,
+            app.staff_chat.id(),
             &Action::CopyMessage {
                 from_chat_id: chat,
                 message_id,
@@ -87,7 +87,7 @@ pub async fn staff_to_lead(
     content: &Content,
 ) -> Result<bool, ProspectError> {
     let Some(lead_id) =
-        storage::outbox::lead_of_message(&mut ctx.tx, app.staff_chat_id, i64::from(reply_to))
+        storage::outbox::lead_of_message(&mut ctx.tx, app.staff_chat.id(), i64::from(reply_to))
             .await?
     else {
         return Ok(false);
@@ -127,7 +127,7 @@ async fn relay_to_lead(
         ctx.enqueue_keyed(
             &key,
             None,
-            app.staff_chat_id,
+            app.staff_chat.id(),
             &Action::SendMessage {
                 text: "Этот лид удалил свои данные — написать ему нельзя.".into(),
                 html: false,
@@ -147,7 +147,7 @@ async fn relay_to_lead(
             Some(lead.id),
             chat,
             &Action::CopyMessage {
-                from_chat_id: app.staff_chat_id,
+                from_chat_id: app.staff_chat.id(),
                 message_id,
                 reply_to: None,
                 thread_id: None,

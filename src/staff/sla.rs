@@ -49,7 +49,7 @@ pub async fn step(app: &App) -> Result<usize, StorageError> {
             thread_id: None,
             lead_topic: true,
         };
-        ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat_id, &action)
+        ctx.enqueue_keyed(&key, Some(lead.id), app.staff_chat.id(), &action)
             .await?;
         storage::leads::save(&mut ctx.tx, &lead);
         ctx.tx.commit().await?;

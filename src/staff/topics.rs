@@ -37,6 +37,11 @@ impl ForumFlag {
         self.0.load(Ordering::Relaxed) == FORUM
     }
 
+    /// Forgets what was learnt (the staff chat changed).
+    pub fn forget(&self) {
+        self.0.store(UNKNOWN, Ordering::Relaxed);
+    }
+
     /// Not known yet.
     pub fn is_unknown(&self) -> bool {
         self.0.load(Ordering::Relaxed) == UNKNOWN

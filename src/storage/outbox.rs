@@ -266,6 +266,23 @@ pub async fn record_delivered_in(
     claim_due_in(tx, d.now, claim, owner).await
 }
 
+/// Moves the messages not yet sent to `from` (queued, pending, being sent) to `to`, in their order:
+/// the group `from` became the supergroup `to`. How many moved.
+pub async fn move_chat(db: &Db, from: i64, to: i64) -> Result<u64, StorageError> {
+    let moved = write_db!(db, |c| {
+        sqlx::query(
+            "UPDATE outbox SET chat_id = $2
+             WHERE chat_id = $1 AND status IN ('queued', 'pending', 'sending')",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(moved)
+}
+
 /// Puts a row back for another attempt at `at`.
 pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), StorageError> {
     write_db!(db, |c| {

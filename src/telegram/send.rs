@@ -44,6 +44,8 @@ pub enum SendError {
     Blocked(String),
     /// Telegram refused the request itself; retrying will not help.
     Permanent(String),
+    /// The group became a supergroup with the id `to`: the old id takes no more messages.
+    Migrated { to: i64, message: String },
     /// Network trouble, timeouts, 5xx: retry with backoff.
     Transient(String),
 }
@@ -72,7 +74,10 @@ impl SendError {
                 }
                 _ => SendError::Permanent(msg),
             },
-            RequestError::MigrateToChatId(_) => SendError::Permanent(msg),
+            RequestError::MigrateToChatId(to) => SendError::Migrated {
+                to: to.0,
+                message: msg,
+            },
             RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
                 SendError::Transient(msg)
             }
@@ -119,6 +124,7 @@ pub async fn perform_observed(
             SendError::RetryAfter(_) => "rate_limited",
             SendError::Blocked(_) => "blocked",
             SendError::Permanent(_) => "permanent",
+            SendError::Migrated { .. } => "migrated",
             SendError::Transient(_) => "transient",
         });
     }

@@ -1,7 +1,8 @@
 //! Telegram update → [`Event`].
 
 use teloxide::types::{
-    ChatMemberKind, MediaKind as TgMedia, Message, MessageKind, Update, UpdateKind, User,
+    ChatMemberKind, ChatMigration, MediaKind as TgMedia, Message, MessageKind, Update, UpdateKind,
+    User,
 };
 
 use crate::app::event::{Content, Event, Person};
@@ -118,6 +119,13 @@ pub fn to_event(update: &Update) -> Event {
 }
 
 fn message_event(m: &Message) -> Event {
+    if let Some(migration) = m.chat_migration() {
+        let (from, to) = match migration {
+            ChatMigration::To { chat_id } => (m.chat.id.0, chat_id.0),
+            ChatMigration::From { chat_id } => (chat_id.0, m.chat.id.0),
+        };
+        return Event::ChatUpgraded { from, to };
+    }
     let Some(from) = m.from.as_ref() else {
         return Event::Ignored("message without a sender");
     };
@@ -212,6 +220,34 @@ mod tests {
         assert_eq!(r.incoming.payload, raw);
         assert!(matches!(r.event, Event::Private { message_id: 1, .. }));
         assert_eq!(event_of(&r.incoming.payload), r.event);
+    }
+
+    #[test]
+    fn telegram_s_notices_of_a_group_upgrade_name_both_chats() {
+        let notice = |chat: &str, field: &str, other: i64| {
+            format!(
+                r#"{{"update_id":3,"message":{{"message_id":9,"date":1700000000,{chat},
+                "from":{{"id":7,"is_bot":false,"first_name":"A"}},"{field}":{other}}}}}"#
+            )
+        };
+        let old = r#""chat":{"id":-4001,"type":"group","title":"M"}"#;
+        let new = r#""chat":{"id":-1009,"type":"supergroup","title":"M"}"#;
+        let upgraded = Event::ChatUpgraded {
+            from: -4001,
+            to: -1009,
+        };
+        assert_eq!(
+            decode(&notice(old, "migrate_to_chat_id", -1009))
+                .unwrap()
+                .event,
+            upgraded
+        );
+        assert_eq!(
+            decode(&notice(new, "migrate_from_chat_id", -4001))
+                .unwrap()
+                .event,
+            upgraded
+        );
     }
 
     #[test]

@@ -287,7 +287,7 @@ async fn start_up_error(fake: &crate::support::FakeTelegram) -> (String, bool) {
 }
 
 /// A staff chat that cannot get alerts stops start-up with a line saying why and what to set:
-/// a mistyped id, a group the bot was removed from, a group upgraded to a supergroup.
+/// a mistyped id, a group the bot left or was removed from.
 #[tokio::test]
 async fn a_staff_chat_the_bot_cannot_post_to_stops_start_up_and_says_what_to_fix() {
     use crate::support::fake_telegram::Gone;
@@ -302,10 +302,6 @@ async fn a_staff_chat_the_bot_cannot_post_to_stops_start_up_and_says_what_to_fix
             Gone::Kicked,
             "(Forbidden: bot was kicked from the supergroup chat)",
         ),
-        (
-            Gone::Migrated(-1_009_876_543_210),
-            "set LEADBOT_STAFF_CHAT_ID=-1009876543210",
-        ),
     ] {
         let fake = crate::support::FakeTelegram::start().await;
         fake.make_chat_gone(staff, gone);
@@ -318,6 +314,41 @@ async fn a_staff_chat_the_bot_cannot_post_to_stops_start_up_and_says_what_to_fix
         let methods: Vec<String> = fake.requests().into_iter().map(|r| r.method).collect();
         assert_eq!(methods, ["getMe", "getChatMember"], "{gone:?}");
     }
+}
+
+/// A staff group Telegram upgraded to a supergroup (turning on topics does) while the bot was
+/// stopped: start-up follows it to the new id, and the alerts go there.
+#[tokio::test]
+async fn a_staff_group_upgraded_while_the_bot_was_stopped_is_followed_at_start_up() {
+    use crate::support::fake_telegram::Gone;
+    let old = crate::support::app::STAFF_CHAT;
+    let new = -1_009_876_543_210;
+    let app = TestApp::spawn_configured(
+        Backend::Sqlite,
+        crate::support::app::shipped_dialogues(),
+        |_| {},
+    )
+    .await;
+    let mut app = app;
+    app.stop().await;
+    app.fake.make_chat_gone(old, Gone::Migrated(new));
+    app.start().await;
+    let user = crate::support::User::new(3421).lang("ru");
+    crate::prospect::up_to_need(&app, &user).await;
+    crate::prospect::finish_hot(&app, &user).await;
+    crate::prospect::bot_says(&app, new, "Горячий лид").await;
+    let to_old: Vec<String> = app
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.params.get("chat_id").and_then(serde_json::Value::as_i64) == Some(old))
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(
+        to_old,
+        ["getChatMember", "getChatMember"],
+        "asked at each start, never sent to"
+    );
 }
 
 /// A token Telegram does not know (mistyped, or revoked in @BotFather) stops start-up with a line

@@ -45,7 +45,7 @@ fn manual_app(t: &TestApp, clock: &ManualClock) -> App {
         clock: Arc::new(clock.clone()),
         scripts: app::scripts::Scripts::new(catalog),
         settings: t.settings.clone(),
-        staff_chat_id: STAFF_CHAT,
+        staff_chat: Arc::new(leadbot::staff::chat::StaffChat::new(STAFF_CHAT)),
         outbox_wake: Arc::new(Notify::new()),
         // Reminders answer no button presses.
         answers: leadbot::outbox::answers::Answers::channel().0,

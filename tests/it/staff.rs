@@ -433,3 +433,97 @@ both_databases! {
         assert_eq!(storage::leads::unclaimed_hot(&app.db, 3, 10).await.unwrap().len(), 1);
     }
 }
+
+/// The managers' basic group, and the supergroup Telegram makes of it when topics are turned on.
+const OLD_GROUP: i64 = -4_001_234_567;
+const NEW_SUPERGROUP: i64 = -1_009_876_543_210;
+
+/// The bot with the basic group as its staff chat.
+async fn with_basic_staff_group(backend: crate::support::app::Backend) -> TestApp {
+    let app = TestApp::spawn_configured(backend, crate::support::app::shipped_dialogues(), |s| {
+        s.staff_chat_id = Some(OLD_GROUP)
+    })
+    .await;
+    app.fake.add_chat(&Chat::group(OLD_GROUP, "Менеджеры"));
+    app.fake.add_chat(&Chat::forum(NEW_SUPERGROUP, "Менеджеры"));
+    // Started: the staff chat was checked, so an upgrade from now on happens while it runs.
+    app.fake
+        .wait_for_request(WAIT, |r| r.method == "getUpdates")
+        .await
+        .expect("the bot polls");
+    app
+}
+
+/// Requests naming the chat, by method.
+fn requests_to(app: &TestApp, chat: i64) -> Vec<(String, Option<u16>)> {
+    app.fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.params.get("chat_id").and_then(serde_json::Value::as_i64) == Some(chat))
+        .map(|r| (r.method, r.status))
+        .collect()
+}
+
+both_databases! {
+    async fn a_staff_group_upgraded_while_the_bot_runs_gets_the_next_alert_in_a_topic_and_is_heard(backend: Backend) {
+        let app = with_basic_staff_group(backend).await;
+        let first = User::new(3401).lang("ru");
+        up_to_need(&app, &first).await;
+        finish_hot(&app, &first).await;
+        bot_says(&app, OLD_GROUP, "Горячий лид").await;
+        let earlier = requests_to(&app, OLD_GROUP).len();
+        // A manager turns topics on: the group is now a supergroup with a new id, and the old
+        // id refuses everything with the new one. Telegram's service messages have not arrived.
+        app.fake.make_chat_gone(OLD_GROUP, crate::support::fake_telegram::Gone::Migrated(NEW_SUPERGROUP));
+        let second = User::new(3402).lang("ru").first_name("Вера");
+        up_to_need(&app, &second).await;
+        finish_hot(&app, &second).await;
+        let card = bot_says(&app, NEW_SUPERGROUP, "Горячий лид").await;
+        let later = requests_to(&app, OLD_GROUP).split_off(earlier);
+        assert_eq!(later, [("sendMessage".to_owned(), Some(400))], "one refused request shows the move");
+        // Managers in the new chat are the staff: a press takes the lead, a command is answered.
+        let manager = User::new(3403).first_name("Олег");
+        app.fake.push(manager.in_chat(&Chat::forum(NEW_SUPERGROUP, "Менеджеры")).command("stats", ""));
+        bot_says(&app, NEW_SUPERGROUP, "Температура").await;
+        app.fake.push(manager.presses_button(&card, "✋ Взять"));
+        let id = lead_id(&app, &second).await;
+        eventually("the lead is taken", || async {
+            storage::leads::get(&app.db, id).await.ok().flatten().is_some_and(|l| l.manager_id == Some(manager.id))
+        })
+        .await;
+        // The basic group had no topics; the new chat has, and the next lead gets one.
+        let third = User::new(3404).lang("ru");
+        up_to_need(&app, &third).await;
+        finish_hot(&app, &third).await;
+        let id = lead_id(&app, &third).await;
+        let card = bot_says(&app, NEW_SUPERGROUP, &format!("#{id}")).await;
+        assert!(card.message_thread_id.is_some(), "the card is in the lead's topic");
+    }
+}
+
+both_databases! {
+    async fn telegram_s_notice_of_the_upgrade_moves_the_staff_chat_before_anything_is_refused(backend: Backend) {
+        let app = with_basic_staff_group(backend).await;
+        app.fake.make_chat_gone(OLD_GROUP, crate::support::fake_telegram::Gone::Migrated(NEW_SUPERGROUP));
+        let manager = User::new(3411).first_name("Олег");
+        let old = Chat::group(OLD_GROUP, "Менеджеры");
+        let new = Chat::forum(NEW_SUPERGROUP, "Менеджеры");
+        app.fake.push_all(old.upgraded_to(&new, &manager).into());
+        app.fake.push(manager.in_chat(&new).command("stats", ""));
+        bot_says(&app, NEW_SUPERGROUP, "Температура").await;
+        let user = User::new(3412).lang("ru");
+        up_to_need(&app, &user).await;
+        finish_hot(&app, &user).await;
+        bot_says(&app, NEW_SUPERGROUP, "Горячий лид").await;
+        assert_eq!(
+            requests_to(&app, OLD_GROUP),
+            [("getChatMember".to_owned(), Some(200))],
+            "checked at start-up, then nothing was sent to the old chat"
+        );
+        // Another group's upgrade changes nothing.
+        app.fake.push_all(Chat::group(-4_999, "Другая").upgraded_to(&Chat::supergroup(-1_004_999, "Другая"), &manager).into());
+        app.fake.push(manager.in_chat(&new).command("stats", ""));
+        let answers = || app.fake.bot_messages_in(NEW_SUPERGROUP).iter().filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Температура"))).count();
+        eventually("the second /stats is answered in the same chat", || async { answers() == 2 }).await;
+    }
+}

@@ -149,7 +149,8 @@ impl FakeTelegram {
         self.shared.update(|s| s.only_token = Some(token));
     }
 
-    /// From now on the bot cannot reach `chat_id`, for the reason given.
+    /// From now on the bot cannot reach `chat_id`, for the reason given: `getChatMember` and
+    /// every request naming the chat are answered as Telegram answers them.
     pub fn make_chat_gone(&self, chat_id: i64, why: Gone) {
         self.shared.update(|s| s.gone.insert(chat_id, why));
     }

@@ -306,6 +306,21 @@ impl Chat {
         }
     }
 
+    /// The service messages Telegram posts when `by` upgrades this group to the supergroup `to`
+    /// (turning on topics does): one in the old chat, one in the new.
+    pub fn upgraded_to(&self, to: &Chat, by: &User) -> [Update; 2] {
+        [
+            Update::raw(
+                "message",
+                json!({"from": by.json(), "chat": self.json(), "migrate_to_chat_id": to.id}),
+            ),
+            Update::raw(
+                "message",
+                json!({"from": by.json(), "chat": to.json(), "migrate_from_chat_id": self.id}),
+            ),
+        ]
+    }
+
     /// The `Chat` JSON object.
     pub fn json(&self) -> Value {
         let mut chat = json!({"id": self.id, "type": self.kind, "title": self.title});

@@ -103,6 +103,25 @@ impl State {
                 retry_after: None,
             };
         }
+        // A chat made gone refuses everything sent to it, as Telegram does.
+        if method != "getChatMember"
+            && let Some(gone) = chat_id.and_then(|id| self.gone.get(&id))
+        {
+            return match gone {
+                Gone::Migrated(to) => Reply::Migrated(*to),
+                Gone::NotFound => Reply::bad("Bad Request: chat not found"),
+                Gone::Left => Reply::Error {
+                    code: 403,
+                    description: "Forbidden: bot is not a member of the supergroup chat".into(),
+                    retry_after: None,
+                },
+                Gone::Kicked => Reply::Error {
+                    code: 403,
+                    description: "Forbidden: bot was kicked from the supergroup chat".into(),
+                    retry_after: None,
+                },
+            };
+        }
         let counts = SENDS.contains(&method);
         let now = Instant::now();
         if let (true, Some(chat_id)) = (counts, chat_id)

@@ -1,0 +1,62 @@
+//! The managers' chat, whose id changes when Telegram upgrades the group to a supergroup (turning
+//! on topics, making it public or passing 200 members does). The bot follows the upgrade at once,
+//! from the service message Telegram posts or from the first send refused with the new id, so
+//! that alerts keep arriving; `LEADBOT_STAFF_CHAT_ID` should be set to the new id, but the old one
+//! still works (start-up follows it too).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// The staff chat's current id.
+#[derive(Debug)]
+pub struct StaffChat(AtomicI64);
+
+impl StaffChat {
+    pub fn new(id: i64) -> Self {
+        Self(AtomicI64::new(id))
+    }
+
+    /// The id to send to and to recognise managers' messages by.
+    pub fn id(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Follows the group `from` becoming the supergroup `to`. True when `to` is now the staff
+    /// chat because of `from`: followed now, or already (another message of the old chat).
+    pub fn follow(&self, from: i64, to: i64) -> bool {
+        if from == to {
+            return false;
+        }
+        match self
+            .0
+            .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                tracing::warn!(
+                    from,
+                    to,
+                    "the staff chat was upgraded to a supergroup; alerts go to the new chat (set LEADBOT_STAFF_CHAT_ID to its id)"
+                );
+                true
+            }
+            Err(current) => current == to,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upgrade_is_followed_from_the_staff_chat_only() {
+        let chat = StaffChat::new(-4001);
+        assert!(!chat.follow(-4002, -1009), "another group's upgrade");
+        assert_eq!(chat.id(), -4001);
+        assert!(chat.follow(-4001, -1001));
+        assert_eq!(chat.id(), -1001);
+        assert!(chat.follow(-4001, -1001), "followed already");
+        assert!(!chat.follow(-4001, -1002), "the old chat cannot move twice");
+        assert!(!chat.follow(-1001, -1001));
+        assert_eq!(chat.id(), -1001);
+    }
+}
