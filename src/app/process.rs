@@ -14,6 +14,7 @@ use super::App;
 use super::ctx::Ctx;
 use super::event::Event;
 use super::prospect;
+use crate::staff::chat::Upgrade;
 use crate::storage::updates::{self, StoredUpdate};
 use crate::telegram::update::Received;
 
@@ -487,13 +488,13 @@ async fn handle(
                 return Ok(Some("message in a foreign group".into()));
             }
         }
-        Event::ChatUpgraded { from, to } => {
-            if !app.staff_chat.follow(from, to) {
-                return Ok(Some("a group upgraded to a supergroup".into()));
-            }
-            // Messages already queued for the old chat follow when it refuses them.
-            app.staff_forum.forget();
-        }
+        Event::ChatUpgraded { from, to } => match app.staff_chat.follow(from, to) {
+            // Topics are tried again in the new chat; messages already queued for the old one
+            // follow when it refuses them.
+            Upgrade::Followed => app.staff_forum.forget(),
+            Upgrade::Known => {}
+            Upgrade::Other => return Ok(Some("a group upgraded to a supergroup".into())),
+        },
         Event::Ignored(reason) => return Ok(Some(reason.to_owned())),
     }
     Ok(None)

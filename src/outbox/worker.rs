@@ -10,6 +10,7 @@ use super::action::Action;
 use super::backoff;
 use super::handover::Handover;
 use crate::clock::Clock;
+use crate::staff::chat::Upgrade;
 use crate::staff::topics::{self, ForumFlag};
 use crate::storage::{self, Db, StorageError};
 use crate::telegram::send::{self, SendError};
@@ -269,6 +270,11 @@ impl Worker {
         now: i64,
     ) -> Result<(), StorageError> {
         let row = &d.row;
+        // The staff group refused a message with its new id as a supergroup.
+        let upgrade = match error {
+            SendError::Migrated { to, .. } => self.staff_chat.follow(row.chat_id, *to),
+            _ => Upgrade::Other,
+        };
         match error {
             SendError::Permanent(msg)
                 if matches!(d.action, Some(Action::CreateTopic { .. }))
@@ -295,10 +301,12 @@ impl Worker {
                 storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
             }
-            SendError::Migrated { to, message } if self.staff_chat.follow(row.chat_id, *to) => {
+            SendError::Migrated { to, message } if upgrade != Upgrade::Other => {
                 // Whatever waits for the old chat goes to the new one, this row first; topics
                 // are tried again there (turning them on is what upgrades a group).
-                self.staff_forum.forget();
+                if upgrade == Upgrade::Followed {
+                    self.staff_forum.forget();
+                }
                 let moved = storage::outbox::move_chat(&self.db, row.chat_id, *to).await?;
                 tracing::info!(
                     outbox_id = row.id,

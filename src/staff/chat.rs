@@ -10,6 +10,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 #[derive(Debug)]
 pub struct StaffChat(AtomicI64);
 
+/// What an upgrade of the group `from` to `to` meant for the staff chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// The staff chat moved to `to` now.
+    Followed,
+    /// It had moved to `to` already (another message of the old chat).
+    Known,
+    /// Not the staff chat's upgrade.
+    Other,
+}
+
 impl StaffChat {
     pub fn new(id: i64) -> Self {
         Self(AtomicI64::new(id))
@@ -20,11 +31,10 @@ impl StaffChat {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// Follows the group `from` becoming the supergroup `to`. True when `to` is now the staff
-    /// chat because of `from`: followed now, or already (another message of the old chat).
-    pub fn follow(&self, from: i64, to: i64) -> bool {
+    /// Follows the group `from` becoming the supergroup `to`.
+    pub fn follow(&self, from: i64, to: i64) -> Upgrade {
         if from == to {
-            return false;
+            return Upgrade::Other;
         }
         match self
             .0
@@ -36,9 +46,10 @@ impl StaffChat {
                     to,
                     "the staff chat was upgraded to a supergroup; alerts go to the new chat (set LEADBOT_STAFF_CHAT_ID to its id)"
                 );
-                true
+                Upgrade::Followed
             }
-            Err(current) => current == to,
+            Err(current) if current == to => Upgrade::Known,
+            Err(_) => Upgrade::Other,
         }
     }
 }
@@ -50,13 +61,21 @@ mod tests {
     #[test]
     fn an_upgrade_is_followed_from_the_staff_chat_only() {
         let chat = StaffChat::new(-4001);
-        assert!(!chat.follow(-4002, -1009), "another group's upgrade");
+        assert_eq!(
+            chat.follow(-4002, -1009),
+            Upgrade::Other,
+            "another group's upgrade"
+        );
         assert_eq!(chat.id(), -4001);
-        assert!(chat.follow(-4001, -1001));
+        assert_eq!(chat.follow(-4001, -1001), Upgrade::Followed);
         assert_eq!(chat.id(), -1001);
-        assert!(chat.follow(-4001, -1001), "followed already");
-        assert!(!chat.follow(-4001, -1002), "the old chat cannot move twice");
-        assert!(!chat.follow(-1001, -1001));
+        assert_eq!(chat.follow(-4001, -1001), Upgrade::Known);
+        assert_eq!(
+            chat.follow(-4001, -1002),
+            Upgrade::Other,
+            "the old chat cannot move twice"
+        );
+        assert_eq!(chat.follow(-1001, -1001), Upgrade::Other);
         assert_eq!(chat.id(), -1001);
     }
 }
