@@ -69,6 +69,9 @@ enum Outcome {
 /// accepted but the bot did not record is sent again after a restart, so it is worth waiting.
 const RECORD_PATIENCE: Duration = Duration::from_secs(120);
 
+/// How often the staff chat's first waiting message is tried while the bot cannot post there.
+const STAFF_CHAT_RETRY: Duration = Duration::from_secs(60);
+
 impl Worker {
     /// One round: claim due rows (one per chat), send them concurrently, and record outcomes as
     /// they come in: everything that finished by then in one transaction, so the window between
@@ -291,7 +294,20 @@ impl Worker {
                     "rate limited by Telegram"
                 );
                 let at = now + ms((*wait).max(Duration::from_secs(1)));
-                storage::outbox::rate_limited(&self.db, row.id, at).await?;
+                storage::outbox::pause(&self.db, row.id, at, "429 Too Many Requests").await?;
+            }
+            SendError::Blocked(msg) | SendError::Permanent(msg)
+                if row.chat_id == self.staff_chat.id() && send::cannot_post(error) =>
+            {
+                // Alerts wait for the managers to add the bot back (or give it the right to
+                // post) rather than being lost; only the chat's first message is tried.
+                tracing::error!(
+                    outbox_id = row.id,
+                    error = %msg,
+                    "the bot cannot post in the staff chat; alerts wait until it can (tried every minute)"
+                );
+                let at = now + ms(STAFF_CHAT_RETRY);
+                storage::outbox::pause(&self.db, row.id, at, msg).await?;
             }
             SendError::Blocked(msg) => {
                 tracing::info!(

@@ -295,19 +295,23 @@ pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), Stor
     Ok(())
 }
 
-/// Puts a rate-limited row back until `at`. A 429 is Telegram pacing the bot, not a failure of
-/// the row: the claim's attempt is given back, so a 429 storm neither lengthens the backoff of a
-/// later network error nor brings the row closer to being given up.
-pub async fn rate_limited(db: &Db, id: i64, at: i64) -> Result<(), StorageError> {
+/// Puts a row back until `at` without counting the attempt: the row is not at fault (a 429 is
+/// Telegram pacing the bot; a staff chat the bot cannot post to waits for the managers), so a
+/// long wait neither lengthens the backoff of a later network error nor brings the row closer to
+/// being given up.
+pub async fn pause(db: &Db, id: i64, at: i64, why: &str) -> Result<(), StorageError> {
     write_db!(db, |c| {
         sqlx::query(
-            "UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = '429 Too Many Requests',
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = $2,
                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
-             WHERE id = $2",
+             WHERE id = $3",
         )
         .bind(at)
+        .bind(why)
         .bind(id)
-        .execute(c).await.map(|r| r.rows_affected())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
     })?;
     Ok(())
 }

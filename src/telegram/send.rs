@@ -85,6 +85,21 @@ impl SendError {
     }
 }
 
+/// Whether Telegram refused because the bot cannot post in the chat at all (removed from it, the
+/// chat gone, or the right to send taken away), not because of the message.
+pub fn cannot_post(error: &SendError) -> bool {
+    match error {
+        SendError::Blocked(_) => true,
+        SendError::Permanent(msg) => {
+            let msg = msg.to_lowercase();
+            ["chat not found", "rights to send", "chat_write_forbidden"]
+                .iter()
+                .any(|what| msg.contains(what))
+        }
+        _ => false,
+    }
+}
+
 fn markup(m: &Markup) -> Option<ReplyMarkup> {
     match m {
         Markup::None => None,
@@ -265,5 +280,32 @@ pub async fn perform(
         // Editing to the same content is a success from the user's point of view.
         Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(None),
         Err(e) => Err(SendError::classify(&e, token)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_the_bot_cannot_post_to_is_told_from_a_message_telegram_refused() {
+        for refused in [
+            SendError::Blocked("Forbidden: bot was kicked from the supergroup chat".into()),
+            SendError::Permanent("A Telegram's error: Bad Request: chat not found".into()),
+            SendError::Permanent(
+                "Bad Request: not enough rights to send text messages to the chat".into(),
+            ),
+            SendError::Permanent("Bad Request: CHAT_WRITE_FORBIDDEN".into()),
+        ] {
+            assert!(cannot_post(&refused), "{refused:?}");
+        }
+        for message_at_fault in [
+            SendError::Permanent("Bad Request: can't parse entities".into()),
+            SendError::Permanent("Bad Request: message is too long".into()),
+            SendError::Transient("connection reset".into()),
+            SendError::RetryAfter(Duration::from_secs(3)),
+        ] {
+            assert!(!cannot_post(&message_at_fault), "{message_at_fault:?}");
+        }
     }
 }

@@ -454,6 +454,10 @@ async fn with_basic_staff_group(backend: crate::support::app::Backend) -> TestAp
     app
 }
 
+async fn outbox_row(app: &TestApp, key: &str) -> Option<storage::outbox::Row> {
+    storage::outbox::by_key(&app.db, key).await.ok().flatten()
+}
+
 /// Requests naming the chat, by method.
 fn requests_to(app: &TestApp, chat: i64) -> Vec<(String, Option<u16>)> {
     app.fake
@@ -525,5 +529,46 @@ both_databases! {
         app.fake.push(manager.in_chat(&new).command("stats", ""));
         let answers = || app.fake.bot_messages_in(NEW_SUPERGROUP).iter().filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Температура"))).count();
         eventually("the second /stats is answered in the same chat", || async { answers() == 2 }).await;
+    }
+}
+
+both_databases! {
+    async fn alerts_wait_while_the_bot_is_out_of_the_staff_chat_and_arrive_when_it_is_back(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        app.fake
+            .wait_for_request(WAIT, |r| r.method == "getUpdates")
+            .await
+            .expect("the bot polls");
+        // Someone removes the bot from the managers' group.
+        app.fake.make_chat_gone(STAFF_CHAT, crate::support::fake_telegram::Gone::Kicked);
+        let first = User::new(3431).lang("ru");
+        let second = User::new(3432).lang("ru");
+        for user in [&first, &second] {
+            up_to_need(&app, user).await;
+            finish_hot(&app, user).await;
+        }
+        // The staff chat's first message (the first lead's topic) is refused and waits a minute;
+        // everything else for the chat waits behind it, untried.
+        let topic = leadbot::staff::topics::topic_key(lead_id(&app, &first).await);
+        eventually("the first message waits", || async {
+            outbox_row(&app, &topic).await.is_some_and(|r| r.status == "pending" && r.last_error.as_deref().is_some_and(|e| e.contains("kicked")))
+        })
+        .await;
+        let refused: Vec<_> = requests_to(&app, STAFF_CHAT).into_iter().filter(|(_, status)| *status == Some(403)).collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        for user in [&first, &second] {
+            let key = leadbot::staff::alert::alert_key(lead_id(&app, user).await);
+            let card = outbox_row(&app, &key).await.expect("card enqueued");
+            assert_eq!(card.status, "queued");
+        }
+        assert_eq!(cards(&app), 0);
+        // The bot is added back; within a minute both cards arrive, once each.
+        app.fake.bring_chat_back(STAFF_CHAT);
+        app.clock.advance(Duration::from_secs(61));
+        for user in [&first, &second] {
+            bot_says(&app, STAFF_CHAT, &format!("#{}", lead_id(&app, user).await)).await;
+        }
+        app.settle().await;
+        assert_eq!(cards(&app), 2);
     }
 }

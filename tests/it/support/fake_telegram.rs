@@ -155,6 +155,11 @@ impl FakeTelegram {
         self.shared.update(|s| s.gone.insert(chat_id, why));
     }
 
+    /// The bot can reach `chat_id` again (added back to the group).
+    pub fn bring_chat_back(&self, chat_id: i64) {
+        self.shared.update(|s| s.gone.remove(&chat_id));
+    }
+
     /// The token of the latest request (the fake accepts any token unless told otherwise).
     pub fn token(&self) -> Option<String> {
         self.read(|s| s.tokens().last().cloned())
