@@ -532,9 +532,11 @@ instead of one for the echo bot. With SQLite all writes go \
 through one file lock, and leadbot's closed loop is bound by that writer's turn rather than by the \
 cores (profiled: both cores idle about 38% of the time; see the optimisation log's ninth round); with \
 PostgreSQL each commit is a WAL flush (fsync) on the server.
-- **leadbot's open-loop tail.** SQLite copies its write-ahead log into the database file inside the \
-commit that takes the log past 1,000 pages, a few milliseconds during which the next update waits: at \
-500 steps/s that happens about 13 times a second and sets the p99.
+- **leadbot's open-loop tail.** A step is two write turns at SQLite's one writer (the intake that \
+stores and applies the update, the recording of the sends), each about a dozen statements handed to \
+SQLite's thread and back; at 500 steps/s an update often waits for the turn before it, the poll it \
+rides on, or the commit that copies the write-ahead log into the database file (about 13 a second). \
+Moving that copy out of the commits did not lower the p99 (optimisation log, thirteenth round).
 - **Peers.** The teloxide dialogue peer serialises each chat's dialogue state through `SqliteStorage` \
 (one connection, a write per step); aiogram is CPU-bound in one Python process; both confirm updates to \
 Telegram before handling them, so a crash loses queued updates (leadbot does not).
