@@ -169,15 +169,20 @@ pub fn load_catalog(settings: &Settings) -> Result<Catalog, RunError> {
 async fn check_staff_chat(
     bot: &telegram::Client,
     staff_chat_id: i64,
-    bot_user_id: i64,
+    me: &telegram::Me,
     token: &str,
     within: Duration,
 ) -> Result<i64, RunError> {
     use telegram::StaffChatCheck;
     let refused = |why: String| Err(RunError::Telegram(format!("LEADBOT_STAFF_CHAT_ID: {why}")));
-    match telegram::check_staff_chat(bot, staff_chat_id, bot_user_id, token, within).await {
-        StaffChatCheck::Member => {
-            tracing::info!("the bot is in the staff chat");
+    match telegram::check_staff_chat(bot, staff_chat_id, me.user_id, token, within).await {
+        StaffChatCheck::Member { admin } => {
+            tracing::info!(admin, "the bot is in the staff chat");
+            if !admin && !me.reads_all_group_messages {
+                tracing::warn!(
+                    "the bot's privacy mode is on and it is not an admin of the staff chat: it sees only commands and replies to its own messages there, so managers' other messages may not reach leads; in @BotFather use /setprivacy -> Disable and add the bot to the group again, or make it an admin"
+                );
+            }
             Ok(staff_chat_id)
         }
         StaffChatCheck::NotMember(why) => refused(format!(
@@ -216,13 +221,13 @@ pub async fn run(
     // cannot be reached now is retried by polling, as at any other time.
     let within = options.request_timeout.min(Duration::from_secs(10));
     match telegram::check_token(&bot, token.expose(), within).await {
-        telegram::TokenCheck::Accepted(bot_user_id, username) => {
+        telegram::TokenCheck::Accepted(me) => {
             tracing::info!(
-                bot = username.as_deref().unwrap_or("(no username)"),
+                bot = me.username.as_deref().unwrap_or("(no username)"),
                 "Telegram accepted the token"
             );
             staff_chat_id =
-                check_staff_chat(&bot, staff_chat_id, bot_user_id, token.expose(), within).await?;
+                check_staff_chat(&bot, staff_chat_id, &me, token.expose(), within).await?;
         }
         telegram::TokenCheck::Refused => return Err(RunError::Telegram(
             "TELOXIDE_TOKEN: Telegram refused the token (401 Unauthorized); copy it again from @BotFather (the value is not shown)".to_owned(),

@@ -32,11 +32,21 @@ pub fn client(token: &Secret, api_url: Option<&str>, timeout: Duration) -> Resul
     }
 }
 
+/// The bot, as `getMe` describes it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Me {
+    pub user_id: i64,
+    pub username: Option<String>,
+    /// False while the bot's privacy mode is on (BotFather's `/setprivacy`): in groups where it is
+    /// not an admin it then gets only commands and replies to its own messages.
+    pub reads_all_group_messages: bool,
+}
+
 /// What Telegram said of the token when the bot started.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenCheck {
-    /// `getMe` answered: the bot's user id and its username, when it has one.
-    Accepted(i64, Option<String>),
+    /// `getMe` answered.
+    Accepted(Me),
     /// Telegram refused the token (401 Unauthorized, or 404 for a token it cannot route).
     Refused,
     /// No answer to go by (network, timeout, an outage): the message, with the token removed.
@@ -49,10 +59,11 @@ pub async fn check_token(bot: &Bot, token: &str, within: Duration) -> TokenCheck
     use teloxide::RequestError;
     use teloxide::prelude::Requester;
     match tokio::time::timeout(within, bot.get_me()).await {
-        Ok(Ok(me)) => TokenCheck::Accepted(
-            i64::try_from(me.user.id.0).unwrap_or(i64::MAX),
-            me.user.username.clone(),
-        ),
+        Ok(Ok(me)) => TokenCheck::Accepted(Me {
+            user_id: i64::try_from(me.user.id.0).unwrap_or(i64::MAX),
+            username: me.user.username.clone(),
+            reads_all_group_messages: me.can_read_all_group_messages,
+        }),
         Ok(Err(RequestError::Api(ApiError::InvalidToken))) => TokenCheck::Refused,
         Ok(Err(e)) => TokenCheck::Unknown(redact(&e.to_string(), token)),
         Err(_) => TokenCheck::Unknown(format!("no answer within {} s", within.as_secs())),
@@ -62,8 +73,8 @@ pub async fn check_token(bot: &Bot, token: &str, within: Duration) -> TokenCheck
 /// What Telegram said of the staff chat when the bot started.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StaffChatCheck {
-    /// The bot is in the chat.
-    Member,
+    /// The bot is in the chat, as an admin (or its owner) or not.
+    Member { admin: bool },
     /// The chat exists but the bot is not in it: it left or was removed. Why, as Telegram put it.
     NotMember(String),
     /// The group became a supergroup with this new id; the old id is dead.
@@ -92,7 +103,9 @@ pub async fn check_staff_chat(
     };
     let request = bot.get_chat_member(ChatId(chat_id), UserId(user));
     match tokio::time::timeout(within, request).await {
-        Ok(Ok(member)) if member.is_present() => StaffChatCheck::Member,
+        Ok(Ok(member)) if member.is_present() => StaffChatCheck::Member {
+            admin: member.is_privileged(),
+        },
         Ok(Ok(member)) => StaffChatCheck::NotMember(format!(
             "its status there is {}",
             if member.is_banned() { "kicked" } else { "left" }

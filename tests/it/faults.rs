@@ -351,6 +351,71 @@ async fn a_staff_group_upgraded_while_the_bot_was_stopped_is_followed_at_start_u
     );
 }
 
+/// The log of one start of the bot against `fake` (until its first poll), as an operator sees it.
+async fn start_up_log(fake: &crate::support::FakeTelegram) -> String {
+    #[derive(Clone, Default)]
+    struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite://{}", dir.path().join("leadbot.db").display());
+    let settings =
+        crate::support::app::settings(fake, &db_url, crate::support::app::shipped_dialogues());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = leadbot::app::RunOptions {
+        poll_timeout_secs: 1,
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let run = leadbot::app::run(settings, options, async move {
+        let _ = stopped.await;
+    });
+    let polled = async {
+        fake.wait_for_request(Duration::from_secs(10), |r| r.method == "getUpdates")
+            .await
+            .expect("the bot polls (a poll is seen when answered)");
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(run, polled);
+    result.expect("the bot runs and stops");
+    let text = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A bot whose privacy mode is on, and which is not an admin of the staff chat, would not see
+/// managers' plain messages there: start-up says so and how to fix it. With privacy off, nothing.
+#[tokio::test]
+async fn start_up_warns_when_privacy_mode_would_hide_managers_messages() {
+    let fake = crate::support::FakeTelegram::start().await;
+    let log = start_up_log(&fake).await;
+    assert!(
+        log.contains("privacy mode is on") && log.contains("/setprivacy"),
+        "{log}"
+    );
+    let fake = crate::support::FakeTelegram::start().await;
+    fake.turn_privacy_off();
+    let log = start_up_log(&fake).await;
+    assert!(log.contains("the bot is in the staff chat"), "{log}");
+    assert!(!log.contains("privacy mode"), "{log}");
+}
+
 /// A token Telegram does not know (mistyped, or revoked in @BotFather) stops start-up with a line
 /// saying so, before a database is created or a single update is asked for; the token itself is
 /// never shown.

@@ -155,6 +155,11 @@ impl FakeTelegram {
         self.shared.update(|s| s.gone.insert(chat_id, why));
     }
 
+    /// `getMe` reports the bot's privacy mode off (`/setprivacy` → Disable in BotFather).
+    pub fn turn_privacy_off(&self) {
+        self.shared.update(|s| s.reads_all_group_messages = true);
+    }
+
     /// The bot can reach `chat_id` again (added back to the group).
     pub fn bring_chat_back(&self, chat_id: i64) {
         self.shared.update(|s| s.gone.remove(&chat_id));

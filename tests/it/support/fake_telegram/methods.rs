@@ -151,7 +151,7 @@ impl State {
                 let mut me = self.bot_json();
                 for (key, value) in [
                     ("can_join_groups", true),
-                    ("can_read_all_group_messages", false),
+                    ("can_read_all_group_messages", self.reads_all_group_messages),
                     ("supports_inline_queries", false),
                     ("can_connect_to_business", false),
                     ("has_main_web_app", false),

@@ -247,6 +247,8 @@ pub struct State {
     pub(super) tokens: Vec<String>,
     /// When set, the one token Telegram knows: any other is answered 401 Unauthorized.
     pub(super) only_token: Option<String>,
+    /// What `getMe` says of the bot's privacy mode (off: it reads every group message).
+    pub(super) reads_all_group_messages: bool,
     /// Chats the bot cannot reach, and why (every other chat has the bot as a member).
     pub(super) gone: HashMap<i64, Gone>,
     pub(super) next_update_id: i64,
@@ -278,6 +280,7 @@ impl State {
             bot_id,
             tokens: Vec::new(),
             only_token: None,
+            reads_all_group_messages: false,
             gone: HashMap::new(),
             next_update_id: 1000,
             updates: VecDeque::new(),
