@@ -117,6 +117,18 @@ impl Poller {
                         break;
                     }
                 }
+                Err(PollError::Unauthorized) => {
+                    // Nothing arrives until the token is fixed; say so plainly, and keep asking
+                    // (slowly) in case it was a passing fault on Telegram's side.
+                    tracing::error!(
+                        "TELOXIDE_TOKEN: Telegram refused the token (401 Unauthorized): it was revoked or changed in @BotFather; no messages arrive until leadbot runs with the new one"
+                    );
+                    self.app.metrics.telegram_error("polling");
+                    failures = failures.max(6);
+                    if wait(&mut shutdown, backoff(&mut failures)).await {
+                        break;
+                    }
+                }
                 Err(PollError::Failed(msg)) => {
                     tracing::warn!(error = %msg, "getUpdates failed; retrying");
                     self.app.metrics.telegram_error("polling");
@@ -138,6 +150,8 @@ impl Poller {
 enum PollError {
     /// 429: ask again after this long.
     RetryAfter(Duration),
+    /// 401: Telegram no longer knows the token (revoked or changed in BotFather).
+    Unauthorized,
     /// Anything else, as a message without the token.
     Failed(String),
 }
@@ -185,6 +199,9 @@ fn read_answer(status: u16, body: &str) -> Result<Vec<Received>, PollError> {
     if !answer.ok {
         if let Some(secs) = answer.parameters.and_then(|p| p.retry_after) {
             return Err(PollError::RetryAfter(Duration::from_secs(secs)));
+        }
+        if status == 401 {
+            return Err(PollError::Unauthorized);
         }
         return Err(PollError::Failed(format!(
             "HTTP {status}: {}",
@@ -317,6 +334,14 @@ mod tests {
             Some(PollError::Failed(
                 "HTTP 409: Conflict: can't use getUpdates method while webhook is active".into()
             ))
+        );
+        assert_eq!(
+            read_answer(
+                401,
+                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
+            )
+            .err(),
+            Some(PollError::Unauthorized)
         );
         assert_eq!(
             read_answer(502, "<html>Bad Gateway</html>").err(),
