@@ -132,6 +132,21 @@ pub async fn on_message(
     let script = pinned_script(app, ctx, &lead).await?;
     let session = session_of(&lead);
     let lang = lang_of(&lead, script.as_deref());
+    // «Стоп» or "unsubscribe" typed as a message is /stop, unless it answers the question asked.
+    let content = match content {
+        Content::Text(text)
+            if asks_to_stop(&text)
+                && !script
+                    .as_deref()
+                    .is_some_and(|s| dialogue::picks_a_choice(s, &session, &text)) =>
+        {
+            Content::Command {
+                name: "stop".into(),
+                args: String::new(),
+            }
+        }
+        other => other,
+    };
 
     match content {
         Content::Command { name, .. } => match name.as_str() {
@@ -250,6 +265,29 @@ pub async fn on_message(
     }
     storage::leads::save(&mut ctx.tx, &lead);
     Ok(())
+}
+
+/// Messages that ask the bot to stop writing, whole (any case, `ё` as `е`, punctuation around
+/// them ignored): people type these rather than /stop.
+const STOP_REQUESTS: [&str; 9] = [
+    "стоп",
+    "отписаться",
+    "отпишитесь",
+    "отпишите",
+    "отпишите меня",
+    "отписка",
+    "stop",
+    "unsubscribe",
+    "unsubscribe me",
+];
+
+fn asks_to_stop(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase().replace('ё', "е"))
+        .collect();
+    STOP_REQUESTS.contains(&words.join(" ").as_str())
 }
 
 /// A typed number or the sender's own shared contact.
@@ -697,4 +735,35 @@ async fn forget(ctx: &mut Ctx, lead: &mut Lead, lang: Lang) -> Result<()> {
     lead.marketing_consent_at = None;
     tracing::info!(lead_id = lead.id, "lead erased on request");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_to_stop;
+
+    #[test]
+    fn a_typed_stop_request_is_recognised_whole_and_nothing_else() {
+        for text in [
+            "стоп",
+            "Стоп!",
+            "СТОП",
+            "/стоп",
+            "  отпишите меня. ",
+            "Отписаться",
+            "STOP",
+            "Unsubscribe 🙏",
+        ] {
+            assert!(asks_to_stop(text), "{text}");
+        }
+        for text in [
+            "стоп-кран",
+            "не стоп",
+            "stop sending me offers please",
+            "Анна",
+            "",
+            "стопка",
+        ] {
+            assert!(!asks_to_stop(text), "{text}");
+        }
+    }
 }

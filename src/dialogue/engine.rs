@@ -338,6 +338,18 @@ impl Run<'_> {
     }
 }
 
+/// Whether `text`, typed now, picks a button of the question the dialogue waits on: there a word
+/// such as «Стоп» is an answer the dialogue file gave, not a request to the bot.
+pub fn picks_a_choice(script: &Script, session: &Session, text: &str) -> bool {
+    let Position::Waiting(id) = session.position else {
+        return false;
+    };
+    match script.steps.get(id.index()).map(|s| &s.kind) {
+        Some(StepKind::Choice { choices, .. }) => typed_choice(choices, text).is_some(),
+        _ => false,
+    }
+}
+
 /// The choice a typed answer names: its label or one of its `also` answers in any case, or,
 /// ignoring case, punctuation and `ё`/`е`, their words, or the first words of exactly one label
 /// (`да` for "Да, присылайте", `сравниваю` for "Сравниваю варианты"). A word two labels start with

@@ -203,6 +203,28 @@ fn an_answer_listed_in_also_picks_its_button_and_saves_the_label() {
 }
 
 #[test]
+fn only_a_button_of_the_waiting_question_counts_as_picked() {
+    let s = ru();
+    let at_need = up_to_need(&s);
+    assert!(picks_a_choice(&s, &at_need, "сравниваю"));
+    assert!(!picks_a_choice(&s, &at_need, "стоп"));
+    let (at_name, _) = play(&s, vec![Input::Start, button(&s, "consent", 0)]);
+    assert!(
+        !picks_a_choice(&s, &at_name, "Согласен"),
+        "the name question has no buttons"
+    );
+    assert!(
+        !picks_a_choice(&s, &Session::default(), "Согласен"),
+        "nothing asked yet"
+    );
+    let yaml = RU.replacen("label: \"Не согласен\"", "label: \"Стоп\"", 1);
+    assert_ne!(yaml, RU, "the consent step has a «Не согласен» button");
+    let s = compile("stop.ru.yaml", &yaml).unwrap().script;
+    let (at_consent, _) = play(&s, vec![Input::Start]);
+    assert!(picks_a_choice(&s, &at_consent, "стоп!"));
+}
+
+#[test]
 fn free_text_at_a_choice_is_rejected_with_a_hint_and_the_same_question() {
     let s = ru();
     let (session, ts) = play(&s, vec![Input::Start, text("а что это?")]);

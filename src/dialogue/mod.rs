@@ -20,6 +20,6 @@ pub mod texts;
 
 pub use catalog::{Catalog, Entry, Report};
 pub use compile::{Compiled, Diagnostic, Severity, compile};
-pub use engine::advance;
+pub use engine::{advance, picks_a_choice};
 pub use graph::mermaid;
 pub use model::*;

@@ -353,3 +353,34 @@ both_databases! {
         bot_says(&app, user.id, "Как к вам обращаться").await;
     }
 }
+
+both_databases! {
+    async fn stop_typed_as_a_message_unsubscribes_unless_it_answers_the_question(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        // At the name question «Стоп» is a request, not a name.
+        let user = User::new(1005).lang("ru");
+        let consent = consent_question(&app, &user, "vk_ads").await;
+        app.fake.push(user.presses_button(&consent, "Согласен"));
+        bot_says(&app, user.id, "Как к вам обращаться").await;
+        app.fake.push(user.text("Стоп!"));
+        bot_says(&app, user.id, "больше не будем присылать").await;
+        let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().unwrap();
+        assert!(lead.unsubscribed);
+        assert_eq!(lead.name, None);
+        // The dialogue still waits for the name.
+        app.fake.push(user.text("Анна"));
+        bot_says(&app, user.id, "Оставьте телефон").await;
+
+        // After the dialogue, "отпишите меня" is not passed on to the managers as a question.
+        let done = User::new(1006).lang("ru");
+        up_to_need(&app, &done).await;
+        finish_hot(&app, &done).await;
+        app.fake.push(done.text("отпишите меня"));
+        bot_says(&app, done.id, "больше не будем присылать").await;
+        let lead = storage::leads::by_telegram(&app.db, done.id).await.unwrap().unwrap();
+        assert!(lead.unsubscribed);
+        app.settle().await;
+        let relayed = app.fake.bot_messages_in(crate::support::app::STAFF_CHAT).iter().filter(|m| m.text.as_deref().is_some_and(|t| t.contains("отпишите меня"))).count();
+        assert_eq!(relayed, 0);
+    }
+}
