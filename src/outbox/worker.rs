@@ -316,6 +316,30 @@ impl Worker {
                 );
                 storage::outbox::mark_failed(&self.db, row.id, msg).await?;
                 storage::leads::set_blocked_by_chat(&self.db, row.chat_id, true).await?;
+                // A manager's reply that did not reach the lead: the manager is told, under it.
+                if let Some(Action::CopyMessage {
+                    from_chat_id,
+                    message_id,
+                    ..
+                }) = &d.action
+                    && *from_chat_id == self.staff_chat.id()
+                {
+                    let notice = crate::staff::relay::undelivered(*message_id);
+                    let json = serde_json::to_string(&notice)
+                        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    let mut tx = self.db.begin().await?;
+                    storage::outbox::enqueue(
+                        &mut tx,
+                        &format!("undelivered:{}", row.id),
+                        row.lead_id,
+                        *from_chat_id,
+                        &json,
+                        true,
+                        now,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                }
             }
             SendError::Migrated { to, message } if upgrade != Upgrade::Other => {
                 // Whatever waits for the old chat goes to the new one, this row first; topics

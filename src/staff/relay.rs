@@ -110,6 +110,20 @@ pub async fn topic_to_lead(
     relay_to_lead(app, ctx, from, message_id, lead_id, content).await
 }
 
+/// Told to a manager, under their message, when it cannot reach the lead.
+pub fn undelivered(manager_message_id: i32) -> Action {
+    Action::SendMessage {
+        text: "Не доставлено: лид заблокировал бота. Написать ему можно будет, когда он снова \
+               запустит бота."
+            .into(),
+        html: false,
+        markup: Markup::None,
+        reply_to: Some(manager_message_id),
+        thread_id: None,
+        lead_topic: true,
+    }
+}
+
 /// Copies a manager's message to the lead and keeps it in the lead's history.
 async fn relay_to_lead(
     app: &App,
@@ -122,6 +136,18 @@ async fn relay_to_lead(
     let Some(mut lead) = storage::leads::lock_by_id(&mut ctx.tx, lead_id).await? else {
         return Ok(false);
     };
+    if lead.blocked {
+        // Telegram would refuse it: say so now rather than send.
+        let key = ctx.next_key("staff");
+        ctx.enqueue_keyed(
+            &key,
+            Some(lead.id),
+            app.staff_chat.id(),
+            &undelivered(message_id),
+        )
+        .await?;
+        return Ok(true);
+    }
     let Some(chat) = lead.chat_id else {
         let key = ctx.next_key("staff");
         ctx.enqueue_keyed(

@@ -572,3 +572,27 @@ both_databases! {
         assert_eq!(cards(&app), 2);
     }
 }
+
+both_databases! {
+    async fn a_manager_is_told_under_their_reply_when_the_lead_blocked_the_bot(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(3441).lang("ru");
+        let (id, card) = hot_lead(&app, &user).await;
+        let staff = Chat::supergroup(STAFF_CHAT, "Менеджеры");
+        let manager = User::new(3442).first_name("Олег");
+        // The lead blocked the bot and Telegram has not told the bot yet: the copy is refused.
+        app.fake.block_user(user.id);
+        let pushed = app.fake.push(manager.in_chat(&staff).text("Добрый день! Когда удобно?").reply_to(&card));
+        let notice = staff_message(&app, "the notice", |m| m.text.as_deref().is_some_and(|t| t.contains("Не доставлено"))).await;
+        assert_eq!(notice.reply_to_message_id, pushed.message_id, "under the manager's message");
+        eventually("the lead is marked blocked", || async {
+            storage::leads::get(&app.db, id).await.ok().flatten().is_some_and(|l| l.blocked)
+        })
+        .await;
+        // Known blocked: the next reply is not sent at all, and the manager is told at once.
+        let copies = app.fake.requests_for("copyMessage").len();
+        let pushed = app.fake.push(manager.in_chat(&staff).text("Вы здесь?").reply_to(&card));
+        staff_message(&app, "the second notice", |m| m.reply_to_message_id == pushed.message_id && m.text.as_deref().is_some_and(|t| t.contains("Не доставлено"))).await;
+        assert_eq!(app.fake.requests_for("copyMessage").len(), copies, "nothing more was tried");
+    }
+}
