@@ -44,6 +44,9 @@ pub enum Event {
         from: Person,
         message_id: i32,
         content: Content,
+        /// The album (media group) it belongs to: Telegram sends each photo or video of an
+        /// album as a message of its own.
+        album: Option<String>,
     },
     /// A message edited in a private chat.
     PrivateEdited { from: Person },

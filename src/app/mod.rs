@@ -1,5 +1,6 @@
 //! The running bot: intake, the update processor, the outbox worker, wired together.
 
+pub mod albums;
 pub mod ctx;
 pub mod event;
 pub mod process;
@@ -130,6 +131,8 @@ pub struct App {
     /// Until when (clock ms) the daily digest is not looked for again: a look that found nothing
     /// to report waits a while instead of querying at every timer tick.
     pub digest_idle_until: Arc<std::sync::atomic::AtomicI64>,
+    /// The last album each prospect sent, so that an album gets one answer.
+    pub albums: albums::Albums,
 }
 
 impl App {
@@ -294,6 +297,7 @@ pub async fn run(
         staff_forum: staff_forum.clone(),
         metrics: metrics.clone(),
         digest_idle_until: Arc::default(),
+        albums: albums::Albums::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 

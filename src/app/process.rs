@@ -442,8 +442,10 @@ async fn handle(
             from,
             message_id,
             content,
+            album,
         } => {
-            prospect::on_message(app, ctx, &from, message_id, content).await?;
+            let album_seen = album.is_some_and(|a| app.albums.seen(from.id, a));
+            prospect::on_message(app, ctx, &from, message_id, content, album_seen).await?;
         }
         Event::PrivateEdited { from } => prospect::on_edited(app, ctx, &from).await?,
         Event::Callback {

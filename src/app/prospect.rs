@@ -96,12 +96,15 @@ async fn pinned_script(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<Option<A
 }
 
 /// A message in the private chat.
+/// `album_seen`: the message is a later item of an album whose first item was answered already;
+/// it is kept and passed on, but not answered again.
 pub async fn on_message(
     app: &App,
     ctx: &mut Ctx,
     from: &Person,
     message_id: i32,
     content: Content,
+    album_seen: bool,
 ) -> Result<()> {
     if let Content::Command { name, args } = &content
         && crate::staff::commands::COMMANDS.contains(&name.as_str())
@@ -238,6 +241,9 @@ pub async fn on_message(
                     crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &content)
                         .await?;
                 }
+                // The photos after an album's first: the question was asked again once.
+                (Some(_), Position::Waiting(_))
+                    if album_seen && matches!(input, Input::Media(_)) => {}
                 (Some(script), Position::Waiting(_)) => {
                     let tr = dialogue::advance(script, &session, input);
                     apply(app, ctx, &mut lead, script, tr).await?;
@@ -254,10 +260,12 @@ pub async fn on_message(
                     };
                     crate::staff::relay::lead_to_staff(app, ctx, &lead, message_id, &original)
                         .await?;
-                    ctx.send_to_lead(
-                        &lead,
-                        Action::text(t(lang, Key::Acknowledged), Markup::None),
-                    )?;
+                    if !album_seen {
+                        ctx.send_to_lead(
+                            &lead,
+                            Action::text(t(lang, Key::Acknowledged), Markup::None),
+                        )?;
+                    }
                 }
                 _ => begin(app, ctx, &mut lead).await?,
             }

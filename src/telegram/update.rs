@@ -141,6 +141,7 @@ fn message_event(m: &Message) -> Event {
             from: person(from),
             message_id: m.id.0,
             content,
+            album: m.media_group_id().map(|g| g.0.clone()),
         }
     } else if m.chat.is_group() || m.chat.is_supergroup() {
         Event::Group {

@@ -384,3 +384,44 @@ both_databases! {
         assert_eq!(relayed, 0);
     }
 }
+
+/// Waits until the bot has taken `pushed` (the offset moved past them) and sent what it had to.
+async fn handled(app: &TestApp, pushed: Vec<crate::support::fake_telegram::Pushed>) {
+    let last = pushed.iter().map(|p| p.update_id).max().unwrap_or(0);
+    app.fake
+        .wait_until(WAIT, |s| s.offset_confirmed() > last)
+        .await
+        .expect("the updates were taken");
+    app.settle().await;
+}
+
+both_databases! {
+    async fn an_album_gets_one_answer_and_every_photo_is_kept(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(1007).lang("ru");
+        up_to_need(&app, &user).await;
+        let from_bot = || app.fake.bot_messages_in(user.id).len();
+        // One photo: the answer to it, as a baseline.
+        handled(&app, vec![app.fake.push(user.photo(None))]).await;
+        let before = from_bot();
+        handled(&app, vec![app.fake.push(user.photo(None))]).await;
+        let one_photo = from_bot() - before;
+        assert!(one_photo >= 1);
+        // An album of four: the same answer, once.
+        let before = from_bot();
+        handled(&app, app.fake.push_all(user.album(4))).await;
+        assert_eq!(from_bot() - before, one_photo);
+        let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().unwrap();
+        let photos = storage::messages::history(&app.db, lead.id, 100).await.unwrap().iter().filter(|m| m.direction == "in" && m.kind == "media").count();
+        assert_eq!(photos, 6, "every photo is in the history");
+
+        // After the dialogue the managers get every photo, the lead one acknowledgement.
+        finish_hot(&app, &user).await;
+        app.settle().await;
+        let before = from_bot();
+        let copies = app.fake.requests_for("copyMessage").len();
+        handled(&app, app.fake.push_all(user.album(3))).await;
+        assert_eq!(from_bot() - before, 1);
+        assert_eq!(app.fake.requests_for("copyMessage").len() - copies, 3);
+    }
+}

@@ -53,6 +53,7 @@ fn manual_app(t: &TestApp, clock: &ManualClock) -> App {
         metrics: Arc::new(leadbot::metrics::Metrics::new()),
         staff_forum: Arc::default(),
         digest_idle_until: Arc::default(),
+        albums: Default::default(),
     }
 }
 

@@ -197,6 +197,11 @@ impl User {
         self.in_private().voice()
     }
 
+    /// Sends an album of `n` photos in the private chat: a message per photo, one `media_group_id`.
+    pub fn album(&self, n: usize) -> Vec<Update> {
+        self.in_private().album(n)
+    }
+
     /// Sends a document in the private chat.
     pub fn document(&self, file_name: &str) -> Update {
         self.in_private().document(file_name)
@@ -404,6 +409,18 @@ impl Sender {
             content["caption"] = json!(caption);
         }
         self.message(content)
+    }
+
+    /// An album of `n` photos: a message per photo, sharing a `media_group_id`, as clients send it.
+    pub fn album(&self, n: usize) -> Vec<Update> {
+        let group = format!("13{:016}", NEXT_FILE.fetch_add(1, Ordering::Relaxed));
+        (0..n)
+            .map(|_| {
+                let Update { kind, mut body } = self.photo(None);
+                body["media_group_id"] = json!(group);
+                Update { kind, body }
+            })
+            .collect()
     }
 
     /// A voice message.
