@@ -60,17 +60,22 @@ pub(crate) fn last_with_buttons(app: &TestApp, chat: i64) -> StoredMessage {
         .unwrap_or_else(|| panic!("no message with buttons\n{}", app.fake.transcript(chat)))
 }
 
-/// Walks the Russian default dialogue up to the `need` question.
+/// Starts a prospect's dialogue from an ad and agrees, up to the name question.
+async fn up_to_name(app: &TestApp, user: &User) {
+    let consent = consent_question(app, user, "vk_ads").await;
+    app.fake.push(user.presses_button(&consent, "Согласен"));
+    bot_says(app, user.id, "Как к вам обращаться").await;
+}
+
 /// Starts a new prospect's dialogue (from an ad, `source`) and waits for the consent question.
 async fn consent_question(app: &TestApp, user: &User, source: &str) -> StoredMessage {
     app.fake.push(user.command("start", source));
     bot_says(app, user.id, "согласие").await
 }
 
+/// Walks the Russian default dialogue up to the `need` question.
 pub(crate) async fn up_to_need(app: &TestApp, user: &User) {
-    let consent = consent_question(app, user, "vk_ads").await;
-    app.fake.push(user.presses_button(&consent, "Согласен"));
-    bot_says(app, user.id, "Как к вам обращаться").await;
+    up_to_name(app, user).await;
     app.fake.push(user.text("Анна"));
     bot_says(app, user.id, "Оставьте телефон").await;
     app.fake.push(user.contact("+79123456789"));
@@ -359,9 +364,7 @@ both_databases! {
         let app = TestApp::spawn(backend).await;
         // At the name question «Стоп» is a request, not a name.
         let user = User::new(1005).lang("ru");
-        let consent = consent_question(&app, &user, "vk_ads").await;
-        app.fake.push(user.presses_button(&consent, "Согласен"));
-        bot_says(&app, user.id, "Как к вам обращаться").await;
+        up_to_name(&app, &user).await;
         app.fake.push(user.text("Стоп!"));
         bot_says(&app, user.id, "больше не будем присылать").await;
         let lead = storage::leads::by_telegram(&app.db, user.id).await.unwrap().unwrap();
