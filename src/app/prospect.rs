@@ -290,12 +290,7 @@ const STOP_REQUESTS: [&str; 9] = [
 ];
 
 fn asks_to_stop(text: &str) -> bool {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase().replace('ё', "е"))
-        .collect();
-    STOP_REQUESTS.contains(&words.join(" ").as_str())
+    STOP_REQUESTS.contains(&crate::domain::words(text).join(" ").as_str())
 }
 
 /// A typed number or the sender's own shared contact.

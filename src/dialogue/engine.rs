@@ -6,7 +6,7 @@ use super::{
     Answer, Choice, ChoiceRef, Effect, Fact, Input, InputKind, Keyboard, Outcome, Position,
     Rejection, Reply, ScoreItem, Script, Session, StepId, StepKind, Transition,
 };
-use crate::domain::{Email, LeadName, Phone, Temperature, only, parse_number};
+use crate::domain::{Email, LeadName, Phone, Temperature, only, parse_number, words};
 
 /// The longest message the engine takes as an answer (Telegram's own limit).
 const MAX_ANSWER_CHARS: usize = 4096;
@@ -373,14 +373,6 @@ fn typed_choice<'a>(choices: &'a [Choice], text: &str) -> Option<&'a Choice> {
     only(equal)
         .or_else(|| only(labels.iter().filter(|(_, w)| w.starts_with(&typed))))
         .map(|(c, _)| *c)
-}
-
-/// A text's words, lower-cased, with `ё` read as `е`.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase().replace('ё', "е"))
-        .collect()
 }
 
 /// Checks typed or shared input against an input kind; the value as shown and the number.

@@ -57,17 +57,25 @@ fn button(script: &Script, step: &str, index: u8) -> Input {
     }
 }
 
-/// Start, consent, name and phone: the session waits at `need`.
-fn up_to_need(script: &Script) -> Session {
-    let (session, _) = play(
+/// Start, consent and name, then `input` at the phone question: the session after it, and what
+/// that input did.
+fn at_phone(script: &Script, input: Input) -> (Session, Transition) {
+    let (session, mut ts) = play(
         script,
         vec![
             Input::Start,
             button(script, "consent", 0),
             text("Анна"),
-            text("8 912 345-67-89"),
+            input,
         ],
     );
+    let last = ts.pop().expect("four transitions");
+    (session, last)
+}
+
+/// Start, consent, name and phone: the session waits at `need`.
+fn up_to_need(script: &Script) -> Session {
+    let (session, _) = at_phone(script, text("8 912 345-67-89"));
     assert_eq!(session.position, Position::Waiting(id(script, "need")));
     session
 }
@@ -304,27 +312,19 @@ fn a_typed_russian_phone_is_normalised_and_scored() {
 #[test]
 fn a_phone_typed_inside_a_sentence_is_taken_and_two_numbers_are_asked_again() {
     let s = ru();
-    let at_phone = |typed: &str| {
-        let (session, ts) = play(
-            &s,
-            vec![
-                Input::Start,
-                button(&s, "consent", 0),
-                text("Анна"),
-                text(typed),
-            ],
-        );
+    let typed = |typed: &str| {
+        let (session, t) = at_phone(&s, text(typed));
         (
-            ts[3].outcome.clone(),
+            t.outcome,
             session.answers.get("phone").map(|a| a.value.clone()),
         )
     };
     assert_eq!(
-        at_phone("мой номер 8 912 345-67-89, звоните после 18"),
+        typed("мой номер 8 912 345-67-89, звоните после 18"),
         (Outcome::Accepted, Some("+79123456789".to_owned()))
     );
     assert_eq!(
-        at_phone("8 912 345 67 89 или 8 999 111 22 33"),
+        typed("8 912 345 67 89 или 8 999 111 22 33"),
         (Outcome::Rejected(Rejection::InvalidPhone), None)
     );
 }
@@ -360,18 +360,10 @@ steps:
 #[test]
 fn an_invalid_phone_is_rejected_and_asked_again_with_the_contact_button() {
     let s = ru();
-    let (session, ts) = play(
-        &s,
-        vec![
-            Input::Start,
-            button(&s, "consent", 0),
-            text("Анна"),
-            text("позвоните мне"),
-        ],
-    );
-    assert_eq!(ts[3].outcome, Outcome::Rejected(Rejection::InvalidPhone));
+    let (session, t) = at_phone(&s, text("позвоните мне"));
+    assert_eq!(t.outcome, Outcome::Rejected(Rejection::InvalidPhone));
     assert_eq!(session.position, Position::Waiting(id(&s, "phone")));
-    let reply = sends(&ts[3])[0];
+    let reply = sends(&t)[0];
     assert!(reply.text.starts_with("Не получилось разобрать номер."));
     assert!(matches!(reply.keyboard, Keyboard::RequestContact { .. }));
 }
@@ -379,21 +371,16 @@ fn an_invalid_phone_is_rejected_and_asked_again_with_the_contact_button() {
 #[test]
 fn an_own_shared_contact_is_accepted_and_the_keyboard_is_removed_next() {
     let s = ru();
-    let (session, ts) = play(
+    let (session, t) = at_phone(
         &s,
-        vec![
-            Input::Start,
-            button(&s, "consent", 0),
-            text("Анна"),
-            Input::Contact {
-                phone: "79123456789".into(),
-                own: true,
-            },
-        ],
+        Input::Contact {
+            phone: "79123456789".into(),
+            own: true,
+        },
     );
-    assert_eq!(ts[3].outcome, Outcome::Accepted);
+    assert_eq!(t.outcome, Outcome::Accepted);
     assert_eq!(session.answers["phone"].value, "+79123456789");
-    let replies = sends(&ts[3]);
+    let replies = sends(&t);
     // The next question has inline buttons, so the removal travels in a message of its own.
     assert_eq!(replies[0].keyboard, Keyboard::Remove);
     assert!(matches!(replies[1].keyboard, Keyboard::Choices(_)));
@@ -402,21 +389,16 @@ fn an_own_shared_contact_is_accepted_and_the_keyboard_is_removed_next() {
 #[test]
 fn someone_elses_contact_is_refused_with_a_hint() {
     let s = ru();
-    let (session, ts) = play(
+    let (session, t) = at_phone(
         &s,
-        vec![
-            Input::Start,
-            button(&s, "consent", 0),
-            text("Анна"),
-            Input::Contact {
-                phone: "79123456789".into(),
-                own: false,
-            },
-        ],
+        Input::Contact {
+            phone: "79123456789".into(),
+            own: false,
+        },
     );
-    assert_eq!(ts[3].outcome, Outcome::Rejected(Rejection::ForeignContact));
+    assert_eq!(t.outcome, Outcome::Rejected(Rejection::ForeignContact));
     assert!(!session.answers.contains_key("phone"));
-    assert!(texts(&ts[3])[0].starts_with("Похоже, это чужой контакт."));
+    assert!(texts(&t)[0].starts_with("Похоже, это чужой контакт."));
 }
 
 #[test]

@@ -25,6 +25,15 @@ pub(crate) fn only<T>(mut items: impl Iterator<Item = T>) -> Option<T> {
     }
 }
 
+/// A typed text's words, lower-cased, with `ё` read as `е`: how a typed answer is compared with
+/// the words it may stand for.
+pub(crate) fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase().replace('ё', "е"))
+        .collect()
+}
+
 /// A lead's temperature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
