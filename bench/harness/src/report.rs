@@ -530,8 +530,11 @@ claimed, sent and marked sent. A step is thus several write transactions plus tw
 `answerCallbackQuery`, sent once the answer is committed but kept in no outbox row, and the next question) \
 instead of one for the echo bot. With SQLite all writes go \
 through one file lock, and leadbot's closed loop is bound by that writer's turn rather than by the \
-cores (profiled: both cores idle about 38% of the time; see the optimisation log's ninth round); with \
-PostgreSQL each commit is a WAL flush (fsync) on the server.
+cores (profiled: both cores idle about 38% of the time; see the optimisation log's ninth round). About \
+half of that turn is SQLite executing the statements themselves (about 125 µs per step, most of it \
+writing each step's lead, history, outbox and update rows and recording the deliveries), the rest the \
+work around them (optimisation log, fourteenth round). With PostgreSQL each commit is a WAL flush (fsync) \
+on the server.
 - **leadbot's open-loop tail.** A step is two write turns at SQLite's one writer (the intake that \
 stores and applies the update, the recording of the sends), each about a dozen statements handed to \
 SQLite's thread and back; at 500 steps/s an update often waits for the turn before it, the poll it \
