@@ -91,7 +91,7 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         lead_topic: true,
     };
     // Written at commit with the batch's other rows; a lead that turns hot again keeps its one
-    // card (its key exists, so nothing is written).
+    // card (the key exists), which is edited instead.
     ctx.enqueue_at_commit(
         &alert_key(lead.id),
         Some(lead.id),
