@@ -93,10 +93,8 @@ impl Ctx {
         Ok(())
     }
 
-    /// [`Ctx::enqueue_keyed`] for a row whose id is not needed: written when the transaction
-    /// commits, with the other rows enqueued so (one statement for a batch of updates), in the
-    /// order they were enqueued. A key that exists already is skipped then.
-    pub fn enqueue_at_commit(
+    /// [`Ctx::enqueue_keyed`], written when the transaction commits.
+    fn enqueue_at_commit(
         &mut self,
         key: &str,
         lead_id: Option<i64>,

@@ -75,12 +75,13 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         let topic = Action::CreateTopic {
             name: super::topics::topic_name(lead),
         };
-        ctx.enqueue_at_commit(
+        ctx.enqueue_keyed(
             &super::topics::topic_key(lead.id),
             Some(lead.id),
             app.staff_chat.id(),
             &topic,
-        )?;
+        )
+        .await?;
     }
     let action = Action::SendMessage {
         text: card::html(&c),
@@ -90,15 +91,17 @@ pub async fn enqueue_alert(app: &App, ctx: &mut Ctx, lead: &Lead) -> Result<(), 
         thread_id: None,
         lead_topic: true,
     };
-    // Written at commit with the batch's other rows; a lead that turns hot again keeps its one
-    // card (the key exists), which is edited instead.
-    ctx.enqueue_at_commit(
-        &alert_key(lead.id),
-        Some(lead.id),
-        app.staff_chat.id(),
-        &action,
-    )?;
-    tracing::info!(lead_id = lead.id, "lead turned hot; alert card enqueued");
+    let new = ctx
+        .enqueue_keyed(
+            &alert_key(lead.id),
+            Some(lead.id),
+            app.staff_chat.id(),
+            &action,
+        )
+        .await?;
+    if new.is_some() {
+        tracing::info!(lead_id = lead.id, "hot lead alert queued");
+    }
     Ok(())
 }
 

@@ -43,7 +43,7 @@ pub async fn lead_to_staff(
     );
     let key = ctx.next_key("relay");
     let thread_id = lead.topic_id.and_then(|t| i32::try_from(t).ok());
-    ctx.enqueue_at_commit(
+    ctx.enqueue_keyed(
         &key,
         Some(lead.id),
         app.staff_chat.id(),
@@ -55,10 +55,11 @@ pub async fn lead_to_staff(
             thread_id,
             lead_topic: true,
         },
-    )?;
+    )
+    .await?;
     if let (Content::Media(_), Some(chat)) = (content, lead.chat_id) {
         let key = ctx.next_key("relay");
-        ctx.enqueue_at_commit(
+        ctx.enqueue_keyed(
             &key,
             Some(lead.id),
             app.staff_chat.id(),
@@ -69,7 +70,8 @@ pub async fn lead_to_staff(
                 thread_id,
                 lead_topic: true,
             },
-        )?;
+        )
+        .await?;
     }
     Ok(())
 }

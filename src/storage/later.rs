@@ -31,31 +31,6 @@ pub(super) struct OutboxRow {
     pub now: i64,
 }
 
-/// An outbox row as [`insert_outbox`] writes it: with the key of the row before it in its chat's
-/// order in the same statement, if any.
-#[derive(Debug, serde::Serialize)]
-struct OutboxInsert<'a> {
-    #[serde(flatten)]
-    row: &'a OutboxRow,
-    after: Option<&'a str>,
-}
-
-/// Each row with the key of the previous row in order for the same chat among `rows`: a statement
-/// does not see the rows it inserts itself, so a chat's second row would not know it waits.
-fn with_previous(rows: &[OutboxRow]) -> Vec<OutboxInsert<'_>> {
-    let mut last: HashMap<i64, &str> = HashMap::new();
-    rows.iter()
-        .map(|row| {
-            let after = if row.in_order {
-                last.insert(row.chat_id, row.idempotency_key.as_str())
-            } else {
-                None
-            };
-            OutboxInsert { row, after }
-        })
-        .collect()
-}
-
 #[derive(Debug, serde::Serialize)]
 pub(super) struct HistoryRow {
     pub lead_id: i64,
@@ -155,18 +130,16 @@ async fn insert_outbox(
                                      next_attempt_at, created_at)
                  SELECT v ->> 'idempotency_key', v ->> 'lead_id', v ->> 'chat_id',
                         v ->> 'action', v ->> 'in_order',
-                        CASE WHEN v ->> 'in_order' AND (EXISTS (
+                        CASE WHEN v ->> 'in_order' AND EXISTS (
                                  SELECT 1 FROM outbox p WHERE p.chat_id = v ->> 'chat_id'
                                    AND p.in_order AND p.status IN ('queued', 'pending', 'sending'))
-                               OR (v ->> 'after' IS NOT NULL AND NOT EXISTS (
-                                 SELECT 1 FROM outbox k WHERE k.idempotency_key = v ->> 'after')))
                              THEN 'queued' ELSE 'pending' END,
                         v ->> 'now', v ->> 'now'
                  FROM r WHERE true ORDER BY key
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING id, idempotency_key, chat_id, status = 'queued'",
                 )
-                .bind(to_json(&with_previous(rows))?)
+                .bind(to_json(&rows)?)
                 .fetch_all(&mut **c)
                 .await?
             }
@@ -174,15 +147,13 @@ async fn insert_outbox(
                 "INSERT INTO outbox (idempotency_key, lead_id, chat_id, action, in_order, status,
                                      next_attempt_at, created_at)
                  SELECT k, l, c, a, o,
-                        CASE WHEN o AND (EXISTS (
+                        CASE WHEN o AND EXISTS (
                                  SELECT 1 FROM outbox p WHERE p.chat_id = c AND p.in_order
                                    AND p.status IN ('queued', 'pending', 'sending'))
-                               OR (e IS NOT NULL AND NOT EXISTS (
-                                 SELECT 1 FROM outbox q WHERE q.idempotency_key = e)))
                              THEN 'queued' ELSE 'pending' END,
                         t, t
                  FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::BOOLEAN[],
-                             $6::BIGINT[], $7::TEXT[]) WITH ORDINALITY AS r (k, l, c, a, o, t, e, n)
+                             $6::BIGINT[]) WITH ORDINALITY AS r (k, l, c, a, o, t, n)
                  ORDER BY n
                  ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING id, idempotency_key, chat_id, status = 'queued'",
@@ -197,12 +168,6 @@ async fn insert_outbox(
             .bind(rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.in_order).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.now).collect::<Vec<_>>())
-            .bind(
-                with_previous(rows)
-                    .into_iter()
-                    .map(|r| r.after)
-                    .collect::<Vec<_>>(),
-            )
             .fetch_all(&mut **c)
             .await?,
         };

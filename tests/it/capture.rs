@@ -644,50 +644,6 @@ both_databases! {
 }
 
 both_databases! {
-    async fn rows_written_together_at_commit_wait_in_their_chats_order(backend: Backend) {
-        use storage::outbox;
-        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
-        let now = 1_800_000_000_000;
-        let (a, b, c) = (7101, 7102, 7103);
-        let status = |key: &'static str| {
-            let db = db.clone();
-            async move { outbox::by_key(&db, key).await.expect("read").map(|r| r.status) }
-        };
-        // One statement writes them all: a chat's second and third rows in order wait for its
-        // first, as if each had been written on its own; other chats and rows outside the order
-        // do not.
-        let mut tx = db.begin().await.expect("begin");
-        for (key, chat, in_order) in [("a1", a, true), ("b1", b, true), ("a2", a, true), ("a-answer", a, false), ("a3", a, true)] {
-            outbox::enqueue_at_commit(&mut tx, key, None, chat, "{}".into(), in_order, now);
-        }
-        tx.commit().await.expect("commit");
-        for (key, expected) in [("a1", "pending"), ("b1", "pending"), ("a2", "queued"), ("a-answer", "pending"), ("a3", "queued")] {
-            assert_eq!(status(key).await.as_deref(), Some(expected), "{key}");
-        }
-        let mut claimed = keys(&outbox::claim_due(&db, now, 10).await.expect("claim")).into_iter().map(str::to_owned).collect::<Vec<_>>();
-        claimed.sort();
-        assert_eq!(claimed, ["a-answer", "a1", "b1"]);
-
-        // A row whose key was written before (a replay, a card that exists) holds nothing back
-        // once delivered: the row after it goes at once.
-        let mut tx = db.begin().await.expect("begin");
-        let c1 = outbox::enqueue(&mut tx, "c1", None, c, "{}", true, now).await.expect("enqueue").expect("new");
-        tx.commit().await.expect("commit");
-        let mut tx = db.begin().await.expect("begin");
-        outbox::mark_sent_in(&mut tx, &[(c1, Some(21))], now).await.expect("mark");
-        tx.commit().await.expect("commit");
-        let mut tx = db.begin().await.expect("begin");
-        outbox::enqueue_at_commit(&mut tx, "c1", None, c, "{}".into(), true, now);
-        outbox::enqueue_at_commit(&mut tx, "c2", None, c, "{}".into(), true, now);
-        tx.commit().await.expect("commit");
-        assert_eq!(status("c1").await.as_deref(), Some("sent"));
-        assert_eq!(status("c2").await.as_deref(), Some("pending"));
-        assert_eq!(outbox::promote_stranded(&db).await.expect("sweep"), 0, "nothing left behind");
-        db.close().await;
-    }
-}
-
-both_databases! {
     async fn a_transaction_reads_each_lead_once_and_writes_its_changes_at_commit(backend: Backend) {
         use leadbot::storage::leads::{self, NewLead};
         let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
