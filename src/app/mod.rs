@@ -249,13 +249,6 @@ pub async fn run(
     let clock = options.clock.clone();
     let scripts = Scripts::new(catalog);
     scripts.remember_all(&db, clock.now_ms()).await?;
-    let requeued = storage::ops::release_orphans(&db, instance_id).await?;
-    if requeued > 0 {
-        tracing::warn!(
-            requeued,
-            "messages in flight at the last stop will be sent again"
-        );
-    }
 
     let http_listener = match options.http_listener.as_ref().and_then(HttpListener::take) {
         Some(l) => Some(l),
@@ -301,12 +294,14 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let (caught_up, caught_up_rx) = tokio::sync::oneshot::channel();
     let poller = telegram::poll::Poller {
         bot: bot.clone(),
         app: app.clone(),
         stored: stored.clone(),
         timeout_secs: options.poll_timeout_secs,
         token: token.expose().to_owned(),
+        caught_up: Some(caught_up),
     };
     // The outbox worker and the callback answers share the limit of requests at once.
     let sends = Arc::new(tokio::sync::Semaphore::new(OUTBOX_SENDS));
@@ -379,6 +374,7 @@ pub async fn run(
     }
     match (&app.settings.webhook_url, &webhook_secret) {
         (Some(url), Some(secret)) => {
+            drop(poller);
             tasks.spawn(register_webhook(
                 db.clone(),
                 bot.clone(),
@@ -392,6 +388,17 @@ pub async fn run(
             tasks.spawn(poller.run(stop_rx.clone()));
         }
     }
+    // With a webhook the poller was dropped above, which lets the worker start at once.
+    let mut stop = stop_rx.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = caught_up_rx => {}
+            _ = tokio::time::sleep(CATCH_UP_WAIT) => {}
+            _ = stop.changed() => return,
+        }
+        release_orphans_at_start(&worker.db, instance_id, stop.clone()).await;
+        worker.run(stop).await;
+    });
     if let (Some(url), Some(secret)) = (&app.settings.crm_webhook_url, &app.settings.crm_secret) {
         let crm = crate::crm::CrmWorker::new(
             db.clone(),
@@ -405,7 +412,6 @@ pub async fn run(
         .map_err(RunError::Crm)?;
         tasks.spawn(crm.run(stop_rx.clone()));
     }
-    tasks.spawn(worker.run(stop_rx.clone()));
     tasks.spawn(answer_sender.run(answer_queue, stop_rx.clone()));
     tasks.spawn(processor.run(stop_rx.clone()));
     tasks.spawn(timers(
@@ -428,6 +434,36 @@ pub async fn run(
     drop(instance);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the outbox worker waits at start-up for the updates Telegram kept while the bot was
+/// stopped (see `telegram::poll::Poller::caught_up`).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// Puts back the messages the last run was sending when it stopped (on PostgreSQL: the ones of
+/// replicas that are gone), for the worker to send again, retrying while the database is away.
+async fn release_orphans_at_start(db: &Db, me: i64, mut shutdown: watch::Receiver<bool>) {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match storage::ops::release_orphans(db, me).await {
+            Ok(0) => return,
+            Ok(requeued) => {
+                tracing::warn!(
+                    requeued,
+                    "messages in flight at the last stop whose delivery is unknown are sent again"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot put back the messages in flight at the last stop; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// The path Telegram posts to: the path of the webhook URL (`/` when it has none).

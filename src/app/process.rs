@@ -461,7 +461,11 @@ async fn handle(
                 crate::staff::on_callback(app, ctx, &from, &query_id, data.as_deref(), message_id)
                     .await?;
             } else {
-                prospect::on_callback(app, ctx, &from, &query_id, data.as_deref()).await?;
+                let pressed = prospect::Pressed {
+                    chat_id,
+                    message_id,
+                };
+                prospect::on_callback(app, ctx, &from, &query_id, data.as_deref(), pressed).await?;
             }
         }
         Event::Membership { user_id, blocked } => {

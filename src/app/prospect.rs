@@ -320,6 +320,13 @@ pub async fn on_edited(app: &App, ctx: &mut Ctx, from: &Person) -> Result<()> {
     Ok(())
 }
 
+/// The message whose button was pressed, as the press names it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pressed {
+    pub chat_id: Option<i64>,
+    pub message_id: Option<i32>,
+}
+
 /// A button press in the private chat.
 pub async fn on_callback(
     app: &App,
@@ -327,9 +334,18 @@ pub async fn on_callback(
     from: &Person,
     query_id: &str,
     data: Option<&str>,
+    pressed: Pressed,
 ) -> Result<()> {
     let chat_id = from.id;
     let parsed = data.map(CallbackData::parse);
+    // A choice pressed under a question whose delivery is not recorded yet proves it delivered.
+    if let (Some(Ok(CallbackData::Choice { .. })), Some(data), Some(message_id)) =
+        (&parsed, data, pressed.message_id)
+        && pressed.chat_id == Some(chat_id)
+    {
+        storage::outbox::record_pressed(&mut ctx.tx, chat_id, i64::from(message_id), data, ctx.now)
+            .await?;
+    }
     let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await? else {
         ctx.answer_callback(
             chat_id,

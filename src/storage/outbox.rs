@@ -266,6 +266,66 @@ pub async fn record_delivered_in(
     claim_due_in(tx, d.now, claim, owner).await
 }
 
+/// A prospect pressed the button `data` under their message `message_id`. When the chat's next
+/// message in order has been sent without its delivery being recorded (`sending`: its outcome not
+/// recorded yet, or put back after a crash or an unclear failure: `pending` after an attempt),
+/// carries that button, and `message_id` is newer than every message recorded in the chat, the
+/// press is Telegram's proof that this message was delivered, as `message_id`. It is recorded as
+/// sent here, its history entry linked and the chat's next message released, as the worker does
+/// after a send: a crash before the worker's own recording, or a send that timed out after
+/// Telegram took it, then no longer sends it twice, and the chat's next message need not wait
+/// for that recording. Returns whether the press recorded a delivery.
+///
+/// Only a press of a dialogue choice is taken as proof (`data` is one question's own button:
+/// other buttons, such as an offer's, can sit under messages the outbox did not send). On
+/// PostgreSQL a row the worker is recording right now is left to it.
+pub async fn record_pressed(
+    tx: &mut Tx,
+    chat_id: i64,
+    message_id: i64,
+    data: &str,
+    now: i64,
+) -> Result<bool, StorageError> {
+    let postgres = matches!(tx, Tx::Postgres(_));
+    let sql = format!(
+        "SELECT o.id, o.action FROM outbox o
+         WHERE o.id = (SELECT h.id FROM outbox h {index}
+                       WHERE h.chat_id = $1 AND h.in_order
+                         AND h.status IN ('queued', 'pending', 'sending')
+                       ORDER BY h.id LIMIT 1)
+           AND o.attempts > 0 AND o.status IN ('pending', 'sending')
+           AND NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = $1
+                           AND k.telegram_message_id >= $2)
+         {lock}",
+        index = if postgres {
+            ""
+        } else {
+            "INDEXED BY outbox_chat_open"
+        },
+        lock = if postgres {
+            "FOR UPDATE OF o SKIP LOCKED"
+        } else {
+            ""
+        },
+    );
+    let row: Option<(i64, String)> = with_tx!(tx, |c| {
+        sqlx::query_as(&sql)
+            .bind(chat_id)
+            .bind(message_id)
+            .fetch_optional(c)
+            .await
+    })?;
+    // The button as the stored action spells it (a JSON string).
+    let button = later::to_json(&data)?;
+    let Some((id, _)) = row.filter(|(_, action)| action.contains(&button)) else {
+        return Ok(false);
+    };
+    mark_sent_in(tx, &[(id, Some(message_id))], now).await?;
+    super::messages::link_delivered_in(tx, &[(id, message_id)]).await?;
+    promote_in(tx, &[chat_id]).await?;
+    Ok(true)
+}
+
 /// Moves the messages not yet sent to `from` (queued, pending, being sent) to `to`, in their order:
 /// the group `from` became the supergroup `to`. How many moved.
 pub async fn move_chat(db: &Db, from: i64, to: i64) -> Result<u64, StorageError> {
@@ -283,10 +343,12 @@ pub async fn move_chat(db: &Db, from: i64, to: i64) -> Result<u64, StorageError>
     Ok(moved)
 }
 
-/// Puts a row back for another attempt at `at`.
+/// Puts a row back for another attempt at `at`. A row recorded as sent meanwhile (a press of
+/// its button proved it delivered, see [`record_pressed`]) stays sent, as with [`pause`] and
+/// [`mark_failed`].
 pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), StorageError> {
     write_db!(db, |c| {
-        sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = $2 WHERE id = $3")
+        sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = $2 WHERE id = $3 AND status <> 'sent'")
             .bind(at)
             .bind(error)
             .bind(id)
@@ -304,7 +366,7 @@ pub async fn pause(db: &Db, id: i64, at: i64, why: &str) -> Result<(), StorageEr
         sqlx::query(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $1, last_error = $2,
                     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
-             WHERE id = $3",
+             WHERE id = $3 AND status <> 'sent'",
         )
         .bind(at)
         .bind(why)
@@ -322,7 +384,8 @@ pub async fn mark_failed(db: &Db, id: i64, error: &str) -> Result<(), StorageErr
     let mut tx = db.begin().await?;
     let chat: Option<(i64,)> = with_tx!(&mut tx, |c| {
         sqlx::query_as(
-            "UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2 RETURNING chat_id",
+            "UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2 AND status <> 'sent'
+             RETURNING chat_id",
         )
         .bind(error)
         .bind(id)

@@ -20,12 +20,25 @@ pub struct Poller {
     /// Long-poll timeout in seconds.
     pub timeout_secs: u32,
     pub token: String,
+    /// Dropped once the updates Telegram kept while the bot was stopped are in: polled without
+    /// waiting, stored and applied (up to [`CATCH_UP_POLLS`] full batches), or the first poll
+    /// failed. A button press among them proves its message delivered, so messages in flight at
+    /// the last stop are only sent again after that (see `storage::outbox::record_pressed`).
+    pub caught_up: Option<tokio::sync::oneshot::Sender<()>>,
 }
+
+/// Updates asked for at once, Telegram's most.
+const LIMIT: u8 = 100;
+
+/// Full batches polled at start-up before the updates kept meanwhile count as in.
+pub const CATCH_UP_POLLS: u32 = 10;
 
 impl Poller {
     /// Polls until `shutdown` turns true. Errors are logged and retried with backoff.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        let mut caught_up = self.caught_up.take();
+        let mut catch_up_polls: u32 = 0;
         // Telegram refuses getUpdates while a webhook is set: after running in webhook mode the
         // bot removes it first (keeping the updates Telegram holds). A webhook set some other way
         // shows up as a refused getUpdates, handled below.
@@ -45,6 +58,9 @@ impl Poller {
             if *shutdown.borrow() {
                 break;
             }
+            // Held for this round only (dropping it is the signal), unless a full batch shows
+            // more updates kept meanwhile.
+            let catching_up = caught_up.take();
             let offset = match stored_offset {
                 Some(o) => Ok(Some(o)),
                 None => updates::polling_offset(&self.app.db).await,
@@ -72,7 +88,7 @@ impl Poller {
                 None => None,
             };
             let result = tokio::select! {
-                r = self.get_updates(offset) => r,
+                r = self.get_updates(offset, if catching_up.is_some() { 0 } else { self.timeout_secs }) => r,
                 _ = shutdown.changed() => break,
             };
             match result {
@@ -88,6 +104,11 @@ impl Poller {
                     match crate::app::process::intake(&self.app, &batch, next).await {
                         Ok(done) => {
                             stored_offset = Some(next);
+                            catch_up_polls = catch_up_polls.saturating_add(1);
+                            if batch.len() >= usize::from(LIMIT) && catch_up_polls < CATCH_UP_POLLS
+                            {
+                                caught_up = catching_up;
+                            }
                             tracing::debug!(
                                 received = batch.len(),
                                 new = done.new,
@@ -234,7 +255,11 @@ fn read_answer(status: u16, body: &str) -> Result<Vec<Received>, PollError> {
 impl Poller {
     /// `getUpdates`, made here rather than through teloxide's request (see [`read_answer`]),
     /// with the same client, address and timeout.
-    async fn get_updates(&self, offset: Option<i32>) -> Result<Vec<Received>, PollError> {
+    async fn get_updates(
+        &self,
+        offset: Option<i32>,
+        timeout: u32,
+    ) -> Result<Vec<Received>, PollError> {
         let mut url = self.bot.api_url();
         url.path_segments_mut()
             .map_err(|()| PollError::Failed("TELOXIDE_API_URL cannot take a path".to_owned()))?
@@ -242,8 +267,8 @@ impl Poller {
             .push("getUpdates");
         let body = GetUpdates {
             offset,
-            timeout: self.timeout_secs,
-            limit: 100,
+            timeout,
+            limit: LIMIT,
             allowed_updates: &super::webhook::ALLOWED_UPDATES,
         };
         let failed = |e: reqwest::Error| {

@@ -644,6 +644,87 @@ both_databases! {
 }
 
 both_databases! {
+    async fn a_press_of_a_questions_button_records_its_delivery_when_nothing_else_could_be_that_message(backend: Backend) {
+        use storage::{messages, outbox};
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
+        let now = 1_800_000_000_000;
+        let chat = 7201;
+        let mut tx = db.begin().await.expect("begin");
+        let lead = storage::leads::insert(&mut tx, &storage::leads::NewLead {
+            telegram_id: chat, chat_id: chat, username: None, first_name: Some("Anna"),
+            last_name: None, language_code: Some("ru"), source: "direct",
+        }, now).await.expect("lead");
+        tx.commit().await.expect("commit");
+        let question = |data: &str| format!(r#"{{"type":"send_message","text":"Q","markup":{{"inline":[[{{"label":"A","data":"{data}"}}]]}}}}"#);
+        let (a, b) = ("c:0badf00d:2:0", "c:0badf00d:3:1");
+        let enqueue = |key: &'static str, action: String| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.begin().await.expect("begin");
+                let id = outbox::enqueue(&mut tx, key, Some(lead.id), chat, &action, true, now).await.expect("enqueue").expect("new");
+                let entry = messages::NewMessage {
+                    lead_id: lead.id, direction: "out", kind: "text", text: Some(key), update_id: None,
+                    outbox_id: Some(id), telegram_message_id: None, author_id: None,
+                };
+                messages::record(&mut tx, &entry, now);
+                tx.commit().await.expect("commit");
+                id
+            }
+        };
+        let press = |message_id: i64, data: &'static str| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.begin().await.expect("begin");
+                let proved = outbox::record_pressed(&mut tx, chat, message_id, data, now + 1).await.expect("press");
+                tx.commit().await.expect("commit");
+                proved
+            }
+        };
+        let row = |key: &'static str| {
+            let db = db.clone();
+            async move { outbox::by_key(&db, key).await.expect("row").expect("a row") }
+        };
+        // An earlier copy of the question was delivered and recorded as message 20.
+        let q0 = enqueue("q0", question(a)).await;
+        assert_eq!(keys(&outbox::claim_due(&db, now, 10).await.expect("claim")), vec!["q0"]);
+        let mut tx = db.begin().await.expect("begin");
+        let record = outbox::Delivered { sent: &[(q0, Some(20))], linked: &[(q0, 20)], chats: &[chat], now };
+        outbox::record_delivered_in(&mut tx, &record, 0, None).await.expect("record");
+        tx.commit().await.expect("commit");
+        // The question asked again, and a message behind it.
+        let q1 = enqueue("q1", question(a)).await;
+        let q2 = enqueue("q2", question(b)).await;
+        assert!(!press(21, a).await, "q1 was never sent: the press is of something else");
+        assert_eq!(keys(&outbox::claim_due(&db, now, 10).await.expect("claim")), vec!["q1"]);
+        assert!(!press(20, a).await, "message 20 is q0's, recorded already");
+        assert!(!press(21, b).await, "q1 has no such button");
+        assert_eq!(row("q1").await.status, "sending");
+        // A press of q1's button under a message newer than any recorded: q1 was delivered.
+        assert!(press(21, a).await);
+        let sent = row("q1").await;
+        assert_eq!((sent.status.as_str(), sent.telegram_message_id), ("sent", Some(21)));
+        let history = messages::history(&db, lead.id, 10).await.unwrap();
+        assert_eq!(history.iter().map(|m| (m.outbox_id, m.telegram_message_id)).collect::<Vec<_>>(),
+                   vec![(Some(q0), Some(20)), (Some(q1), Some(21)), (Some(q2), None)]);
+        assert_eq!(row("q2").await.status, "pending", "the chat's next message is released");
+        assert!(!press(21, a).await, "proved once");
+        // The worker's own outcome for q1, coming later, changes nothing: a timeout after
+        // Telegram took it does not send it again, nor does a refusal give it up.
+        outbox::retry_at(&db, q1, now, "timed out").await.expect("retry");
+        outbox::pause(&db, q1, now, "429").await.expect("pause");
+        outbox::mark_failed(&db, q1, "refused").await.expect("fail");
+        assert_eq!(row("q1").await.status, "sent");
+        // A message put back after an attempt whose outcome is unknown (a timeout, or a crash and
+        // a restart) is proved the same way.
+        assert_eq!(keys(&outbox::claim_due(&db, now, 10).await.expect("claim")), vec!["q2"]);
+        outbox::retry_at(&db, q2, now + 60_000, "timed out").await.expect("retry");
+        assert!(press(22, b).await);
+        assert_eq!((row("q2").await.status.as_str(), row("q2").await.telegram_message_id), ("sent", Some(22)));
+        assert!(outbox::claim_due(&db, now + 60_000, 10).await.expect("claim").is_empty());
+    }
+}
+
+both_databases! {
     async fn a_transaction_reads_each_lead_once_and_writes_its_changes_at_commit(backend: Backend) {
         use leadbot::storage::leads::{self, NewLead};
         let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;

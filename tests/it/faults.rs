@@ -5,12 +5,15 @@
 use std::time::{Duration, Instant};
 
 use crate::both_databases;
+use crate::prospect::{WAIT, bot_says, count_bot, last_with_buttons, up_to_name};
 use crate::support::app::{Backend, TestApp};
 use crate::support::crowd::{self, Crowd};
 #[allow(unused_imports)]
 use crate::support::fake_telegram::{Chaos, Fault};
+use crate::support::{StoredMessage, User};
 #[allow(unused_imports)]
 use crowd::settle;
+use leadbot::storage;
 
 /// Many finished leads write at once: each message is relayed to the staff chat (which reads the
 /// lead's card inside the update's transaction) and acknowledged. On SQLite a read through a
@@ -471,4 +474,89 @@ async fn a_bot_api_failing_the_token_check_does_not_keep_the_bot_from_starting()
     let me = app.fake.requests_for("getMe");
     assert_eq!(me.len(), 2, "one check per start");
     assert_eq!(me[1].status, None, "the second check got no answer");
+}
+
+/// Walks a new prospect up to the phone question and makes Telegram take the question after it
+/// («Что вам сейчас ближе») without answering: the bot cannot know it was delivered.
+async fn need_question_delivered_unanswered(app: &TestApp, user: &User) -> StoredMessage {
+    up_to_name(app, user).await;
+    app.fake.push(user.text("Анна"));
+    bot_says(app, user.id, "Оставьте телефон").await;
+    let chat = user.id;
+    app.fake
+        .fail_when(1, Fault::AcceptThenHang, move |method, params| {
+            method == "sendMessage"
+                && params["chat_id"] == chat
+                && params["text"].as_str().is_some_and(|t| t.contains(NEED))
+        });
+    app.fake.push(user.contact("+79123456789"));
+    bot_says(app, user.id, NEED).await
+}
+
+const NEED: &str = "Что вам сейчас ближе";
+
+/// The question's history entry carries the message id Telegram gave it.
+async fn need_linked_to(app: &TestApp, user: &User, message_id: i64) {
+    let lead = storage::leads::by_telegram(&app.db, user.id)
+        .await
+        .expect("lead")
+        .expect("a lead");
+    let history = storage::messages::history(&app.db, lead.id, 50)
+        .await
+        .expect("history");
+    let linked: Vec<Option<i64>> = history
+        .iter()
+        .filter(|m| m.direction == "out" && m.text.as_deref().is_some_and(|t| t.contains(NEED)))
+        .map(|m| m.telegram_message_id)
+        .collect();
+    assert_eq!(linked, vec![Some(message_id)]);
+}
+
+both_databases! {
+    async fn a_question_telegram_took_without_answering_is_not_sent_again_once_its_button_is_pressed(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(4301).lang("ru");
+        let need = need_question_delivered_unanswered(&app, &user).await;
+        // The prospect answers the question the bot is still waiting to hear about.
+        app.fake.push(user.presses_button(&need, "Сравниваю варианты"));
+        bot_says(&app, user.id, "Когда планируете").await;
+        assert_eq!(app.fake.read(|s| s.abandoned()), 0, "the next question waited for the hung send");
+        // The bot gives the hung request up (its timeout) and does not send the question again.
+        app.fake.wait_until(WAIT, |s| s.abandoned() >= 1).await.expect("the hung send given up");
+        let timing = last_with_buttons(&app, user.id);
+        app.fake.push(user.presses_button(&timing, "Пока не знаю"));
+        let offers = bot_says(&app, user.id, "спецпредложения").await;
+        app.fake.push(user.presses_button(&offers, "Нет, спасибо"));
+        bot_says(&app, user.id, "Спасибо").await;
+        app.settle().await;
+        assert_eq!(count_bot(&app, user.id, NEED).await, 1, "{}", app.fake.transcript(user.id));
+        need_linked_to(&app, &user, need.message_id).await;
+    }
+}
+
+both_databases! {
+    async fn a_question_in_flight_at_a_crash_is_not_sent_again_when_its_button_was_pressed_meanwhile(backend: Backend) {
+        let mut app = TestApp::spawn(backend).await;
+        let user = User::new(4302).lang("ru");
+        let need = need_question_delivered_unanswered(&app, &user).await;
+        // The bot dies before it hears back; the prospect answers while it is down.
+        app.kill().await;
+        app.fake.push(user.presses_button(&need, "Сравниваю варианты"));
+        app.start().await;
+        bot_says(&app, user.id, "Когда планируете").await;
+        app.settle().await;
+        assert_eq!(count_bot(&app, user.id, NEED).await, 1, "{}", app.fake.transcript(user.id));
+        need_linked_to(&app, &user, need.message_id).await;
+        // Without a press the question is sent again after a crash: its delivery is unknown.
+        let other = User::new(4303).lang("ru");
+        need_question_delivered_unanswered(&app, &other).await;
+        app.kill().await;
+        app.start().await;
+        app.fake
+            .wait_until(WAIT, |s| {
+                s.requests_for("sendMessage").filter(|r| r.params["chat_id"] == other.id && r.params["text"].as_str().is_some_and(|t| t.contains(NEED))).count() == 2
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", app.fake.transcript(other.id)));
+    }
 }

@@ -61,7 +61,7 @@ pub(crate) fn last_with_buttons(app: &TestApp, chat: i64) -> StoredMessage {
 }
 
 /// Starts a prospect's dialogue from an ad and agrees, up to the name question.
-async fn up_to_name(app: &TestApp, user: &User) {
+pub(crate) async fn up_to_name(app: &TestApp, user: &User) {
     let consent = consent_question(app, user, "vk_ads").await;
     app.fake.push(user.presses_button(&consent, "Согласен"));
     bot_says(app, user.id, "Как к вам обращаться").await;

@@ -225,6 +225,9 @@ pub(super) async fn handle(
                 None,
                 Value::Null,
             );
+            // The connection closing (the client's timeout) drops this future, and the guard
+            // counts the request as abandoned.
+            let _abandoned = Abandoned(shared.clone());
             let mut shutdown = shared.shutdown.subscribe();
             let _ = shutdown.wait_for(|&stopped| stopped).await;
             StatusCode::SERVICE_UNAVAILABLE.into_response()
@@ -482,6 +485,18 @@ impl State {
             .take(limit)
             .map(|u| u.json.clone())
             .collect()
+    }
+}
+
+/// Counts a hung request as abandoned when its handler is dropped before the fake shuts down:
+/// the client closed the connection.
+struct Abandoned(Arc<Shared>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !*self.0.shutdown.borrow() {
+            self.0.update(|s| s.abandoned += 1);
+        }
     }
 }
 

@@ -272,6 +272,8 @@ pub struct State {
     pub(super) commands: HashMap<String, Value>,
     pub(super) chat_actions: Vec<(i64, String)>,
     pub(super) next_file: u64,
+    /// Requests left unanswered on purpose (a hang) that the client gave up on.
+    pub(super) abandoned: u64,
 }
 
 impl State {
@@ -302,7 +304,13 @@ impl State {
             commands: HashMap::new(),
             chat_actions: Vec::new(),
             next_file: 1,
+            abandoned: 0,
         }
+    }
+
+    /// Requests left hanging on purpose that the bot gave up on (it closed the connection).
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned
     }
 
     /// Every request so far, oldest first.
