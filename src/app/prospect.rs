@@ -343,8 +343,7 @@ pub async fn on_callback(
         (&parsed, data, pressed.message_id)
         && pressed.chat_id == Some(chat_id)
     {
-        storage::outbox::record_pressed(&mut ctx.tx, chat_id, i64::from(message_id), data, ctx.now)
-            .await?;
+        storage::outbox::record_pressed(&mut ctx.tx, chat_id, i64::from(message_id), data, ctx.now);
     }
     let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await? else {
         ctx.answer_callback(

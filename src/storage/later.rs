@@ -17,8 +17,19 @@ pub struct Later {
     pub(super) outbox: Vec<OutboxRow>,
     pub(super) history: Vec<HistoryRow>,
     pub(super) steps: Vec<StepRow>,
+    /// Button presses that may prove a message delivered (see `outbox::record_pressed`).
+    pub(super) presses: Vec<PressRow>,
     /// Chats this transaction enqueued a message in that waits (`queued`) behind another.
     pub(super) queued_chats: Vec<i64>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(super) struct PressRow {
+    pub chat_id: i64,
+    pub message_id: i64,
+    /// The button's data as a stored action spells it (a JSON string).
+    pub button: String,
+    pub at: i64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -72,8 +83,14 @@ pub(super) async fn flush(tx: &mut Tx) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Writes the buffered outbox rows and gives the history entries of replies their rows' ids.
+/// Records the deliveries buffered button presses prove (before the rows they release are
+/// written: those are then `pending`, not `queued`), writes the buffered outbox rows and gives the
+/// history entries of replies their rows' ids.
 pub(super) async fn flush_outbox(tx: &mut Tx) -> Result<(), StorageError> {
+    if !tx.later().presses.is_empty() {
+        let presses = std::mem::take(&mut tx.later().presses);
+        super::outbox::record_presses(tx, &presses).await?;
+    }
     if tx.later().outbox.is_empty() {
         return Ok(());
     }

@@ -271,59 +271,104 @@ pub async fn record_delivered_in(
 /// recorded yet, or put back after a crash or an unclear failure: `pending` after an attempt),
 /// carries that button, and `message_id` is newer than every message recorded in the chat, the
 /// press is Telegram's proof that this message was delivered, as `message_id`. It is recorded as
-/// sent here, its history entry linked and the chat's next message released, as the worker does
-/// after a send: a crash before the worker's own recording, or a send that timed out after
-/// Telegram took it, then no longer sends it twice, and the chat's next message need not wait
-/// for that recording. Returns whether the press recorded a delivery.
+/// sent, its history entry linked and the chat's next message released, as the worker does after
+/// a send: a crash before the worker's own recording, or a send that timed out after Telegram
+/// took it, then no longer sends it twice, and the chat's next message need not wait for that
+/// recording.
 ///
-/// Only a press of a dialogue choice is taken as proof (`data` is one question's own button:
-/// other buttons, such as an offer's, can sit under messages the outbox did not send). On
-/// PostgreSQL a row the worker is recording right now is left to it.
-pub async fn record_pressed(
-    tx: &mut Tx,
-    chat_id: i64,
-    message_id: i64,
-    data: &str,
-    now: i64,
-) -> Result<bool, StorageError> {
-    let postgres = matches!(tx, Tx::Postgres(_));
-    let sql = format!(
-        "SELECT o.id, o.action FROM outbox o
-         WHERE o.id = (SELECT h.id FROM outbox h {index}
-                       WHERE h.chat_id = $1 AND h.in_order
-                         AND h.status IN ('queued', 'pending', 'sending')
-                       ORDER BY h.id LIMIT 1)
-           AND o.attempts > 0 AND o.status IN ('pending', 'sending')
-           AND NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = $1
-                           AND k.telegram_message_id >= $2)
-         {lock}",
-        index = if postgres {
-            ""
-        } else {
-            "INDEXED BY outbox_chat_open"
-        },
-        lock = if postgres {
-            "FOR UPDATE OF o SKIP LOCKED"
-        } else {
-            ""
-        },
-    );
-    let row: Option<(i64, String)> = with_tx!(tx, |c| {
-        sqlx::query_as(&sql)
-            .bind(chat_id)
-            .bind(message_id)
-            .fetch_optional(c)
-            .await
-    })?;
-    // The button as the stored action spells it (a JSON string).
-    let button = later::to_json(&data)?;
-    let Some((id, _)) = row.filter(|(_, action)| action.contains(&button)) else {
-        return Ok(false);
+/// Written with the transaction's other presses before its buffered outbox rows (one statement
+/// for a batch of updates; see `later`). Only a press of a dialogue choice should be passed (its
+/// data is one question's own button: other buttons, such as an offer's, can sit under messages
+/// the outbox did not send). On PostgreSQL a row the worker is recording right now is left to it.
+pub fn record_pressed(tx: &mut Tx, chat_id: i64, message_id: i64, data: &str, now: i64) {
+    // The button as the stored action spells it (a string always serialises).
+    let Ok(button) = serde_json::to_string(data) else {
+        return;
     };
-    mark_sent_in(tx, &[(id, Some(message_id))], now).await?;
-    super::messages::link_delivered_in(tx, &[(id, message_id)]).await?;
-    promote_in(tx, &[chat_id]).await?;
-    Ok(true)
+    tx.later().presses.push(later::PressRow {
+        chat_id,
+        message_id,
+        button,
+        at: now,
+    });
+}
+
+/// Records what buffered presses prove (see [`record_pressed`]).
+pub(super) async fn record_presses(
+    tx: &mut Tx,
+    presses: &[later::PressRow],
+) -> Result<(), StorageError> {
+    let proved: Vec<(i64, i64, i64)> = match tx {
+        Tx::Sqlite(c) => {
+            sqlx::query_as(
+                "WITH p AS MATERIALIZED (
+                     SELECT value ->> 'chat_id' AS chat, value ->> 'message_id' AS mid,
+                            value ->> 'button' AS button, value ->> 'at' AS at
+                     FROM json_each($1)),
+                 f AS MATERIALIZED (
+                     SELECT (SELECT h.id FROM outbox h INDEXED BY outbox_chat_open
+                             WHERE h.chat_id = p.chat AND h.in_order
+                               AND h.status IN ('queued', 'pending', 'sending')
+                             ORDER BY h.id LIMIT 1) AS id,
+                            p.mid, p.button, p.at
+                     FROM p
+                     WHERE NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
+                                       AND k.telegram_message_id >= p.mid))
+                 UPDATE outbox SET status = 'sent', sent_at = f.at, telegram_message_id = f.mid,
+                                   last_error = NULL
+                 FROM f
+                 WHERE outbox.id = f.id AND outbox.attempts > 0
+                   AND outbox.status IN ('pending', 'sending')
+                   AND instr(outbox.action, f.button) > 0
+                 RETURNING outbox.id, outbox.chat_id, outbox.telegram_message_id",
+            )
+            .bind(later::to_json(&presses)?)
+            .fetch_all(&mut **c)
+            .await?
+        }
+        Tx::Postgres(c) => {
+            sqlx::query_as(
+                "WITH f AS (
+                     SELECT o.id, p.mid, p.at
+                     FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[])
+                          AS p (chat, mid, button, at)
+                     JOIN outbox o ON o.id = (
+                         SELECT h.id FROM outbox h
+                         WHERE h.chat_id = p.chat AND h.in_order
+                           AND h.status IN ('queued', 'pending', 'sending')
+                         ORDER BY h.id LIMIT 1)
+                     WHERE o.attempts > 0 AND o.status IN ('pending', 'sending')
+                       AND strpos(o.action, p.button) > 0
+                       AND NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
+                                       AND k.telegram_message_id >= p.mid)
+                     FOR UPDATE OF o SKIP LOCKED)
+                 UPDATE outbox SET status = 'sent', sent_at = f.at, telegram_message_id = f.mid,
+                                   last_error = NULL
+                 FROM f WHERE outbox.id = f.id
+                 RETURNING outbox.id, outbox.chat_id, outbox.telegram_message_id",
+            )
+            .bind(presses.iter().map(|p| p.chat_id).collect::<Vec<_>>())
+            .bind(presses.iter().map(|p| p.message_id).collect::<Vec<_>>())
+            .bind(
+                presses
+                    .iter()
+                    .map(|p| p.button.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(presses.iter().map(|p| p.at).collect::<Vec<_>>())
+            .fetch_all(&mut **c)
+            .await?
+        }
+    };
+    if proved.is_empty() {
+        return Ok(());
+    }
+    let linked: Vec<(i64, i64)> = proved.iter().map(|&(id, _, mid)| (id, mid)).collect();
+    super::messages::link_delivered_in(tx, &linked).await?;
+    let mut chats: Vec<i64> = proved.iter().map(|&(_, chat, _)| chat).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    promote_in(tx, &chats).await
 }
 
 /// Moves the messages not yet sent to `from` (queued, pending, being sent) to `to`, in their order:
