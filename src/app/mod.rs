@@ -133,6 +133,9 @@ pub struct App {
     pub digest_idle_until: Arc<std::sync::atomic::AtomicI64>,
     /// The last album each prospect sent, so that an album gets one answer.
     pub albums: albums::Albums,
+    /// Whether this process's outbox worker runs: not yet while start-up reads the updates kept
+    /// while the bot was down (see `telegram::poll::Poller::caught_up`).
+    pub delivering: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -291,6 +294,7 @@ pub async fn run(
         metrics: metrics.clone(),
         digest_idle_until: Arc::default(),
         albums: albums::Albums::default(),
+        delivering: Arc::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -390,12 +394,14 @@ pub async fn run(
     }
     // With a webhook the poller was dropped above, which lets the worker start at once.
     let mut stop = stop_rx.clone();
+    let delivering = app.delivering.clone();
     tasks.spawn(async move {
         tokio::select! {
             _ = caught_up_rx => {}
             _ = tokio::time::sleep(CATCH_UP_WAIT) => {}
             _ = stop.changed() => return,
         }
+        delivering.store(true, std::sync::atomic::Ordering::Relaxed);
         release_orphans_at_start(&worker.db, instance_id, stop.clone()).await;
         worker.run(stop).await;
     });

@@ -343,7 +343,15 @@ pub async fn on_callback(
         (&parsed, data, pressed.message_id)
         && pressed.chat_id == Some(chat_id)
     {
-        storage::outbox::record_pressed(&mut ctx.tx, chat_id, i64::from(message_id), data, ctx.now);
+        let worker_idle = !app.delivering.load(std::sync::atomic::Ordering::Relaxed);
+        storage::outbox::record_pressed(
+            &mut ctx.tx,
+            chat_id,
+            i64::from(message_id),
+            data,
+            ctx.now,
+            worker_idle,
+        );
     }
     let Some(mut lead) = storage::leads::lock_by_telegram(&mut ctx.tx, from.id).await? else {
         ctx.answer_callback(

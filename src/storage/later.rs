@@ -30,6 +30,9 @@ pub(super) struct PressRow {
     /// The button's data as a stored action spells it (a JSON string).
     pub button: String,
     pub at: i64,
+    /// Whether a row being sent may be proved (PostgreSQL; see `outbox::record_pressed`).
+    #[serde(skip)]
+    pub sending_too: bool,
 }
 
 #[derive(Debug, serde::Serialize)]

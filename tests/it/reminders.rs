@@ -54,6 +54,7 @@ fn manual_app(t: &TestApp, clock: &ManualClock) -> App {
         staff_forum: Arc::default(),
         digest_idle_until: Arc::default(),
         albums: Default::default(),
+        delivering: Arc::new(true.into()),
     }
 }
 
