@@ -21,7 +21,7 @@ pub struct Poller {
     pub timeout_secs: u32,
     pub token: String,
     /// Dropped once the updates Telegram kept while the bot was stopped are in: polled without
-    /// waiting, stored and applied (up to [`CATCH_UP_POLLS`] full batches), or the first poll
+    /// waiting, stored and applied (up to ten full batches), or the first poll
     /// failed. A button press among them proves its message delivered, so messages in flight at
     /// the last stop are only sent again after that (see `storage::outbox::record_pressed`).
     pub caught_up: Option<tokio::sync::oneshot::Sender<()>>,
@@ -31,7 +31,7 @@ pub struct Poller {
 const LIMIT: u8 = 100;
 
 /// Full batches polled at start-up before the updates kept meanwhile count as in.
-pub const CATCH_UP_POLLS: u32 = 10;
+const CATCH_UP_POLLS: u32 = 10;
 
 impl Poller {
     /// Polls until `shutdown` turns true. Errors are logged and retried with backoff.
@@ -87,8 +87,14 @@ impl Poller {
                 }
                 None => None,
             };
+            // Catching up, nothing is worth waiting for: what Telegram kept comes at once.
+            let wait = if catching_up.is_some() {
+                0
+            } else {
+                self.timeout_secs
+            };
             let result = tokio::select! {
-                r = self.get_updates(offset, if catching_up.is_some() { 0 } else { self.timeout_secs }) => r,
+                r = self.get_updates(offset, wait) => r,
                 _ = shutdown.changed() => break,
             };
             match result {

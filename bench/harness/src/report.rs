@@ -547,8 +547,9 @@ Telegram before handling them, so a crash loses queued updates (leadbot does not
 next `getUpdates` picks it up, the bot's processing and the outbox delivery.
 - **Memory.** VmHWM of the bot's process; for aiogram this is the Python interpreter with its libraries. For leadbot about half is its own code, mapped from the binary; its heap peaks at about 16 MB over a long run, of which SQLite's page caches and prepared statements take about 7 MB and the phone-number library's metadata of every country about 5 MB (heaptrack; see the optimisation log's eleventh round).
 - **Start-up.** leadbot asks the Bot API who it is and whether it is in the staff chat (`getMe`, \
-`getChatMember`), connects, checks migrations, loads and hashes the dialogue files and re-queues \
-messages that were in flight before the first poll.
+`getChatMember`), connects, checks migrations, and loads and hashes the dialogue files before the \
+first poll; messages in flight at the last stop are re-queued after it, once the updates kept meanwhile \
+are applied (a press among them proves its question delivered).
 ";
 
 trait LeadbotKind {
