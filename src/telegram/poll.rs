@@ -88,13 +88,13 @@ impl Poller {
                 None => None,
             };
             // Catching up, nothing is worth waiting for: what Telegram kept comes at once.
-            let wait = if catching_up.is_some() {
+            let long_poll_secs = if catching_up.is_some() {
                 0
             } else {
                 self.timeout_secs
             };
             let result = tokio::select! {
-                r = self.get_updates(offset, wait) => r,
+                r = self.get_updates(offset, long_poll_secs) => r,
                 _ = shutdown.changed() => break,
             };
             match result {
