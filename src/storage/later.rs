@@ -1,6 +1,7 @@
 //! Rows a transaction writes at its commit rather than one statement each: the leads it changed,
-//! the replies to a lead, their history entries and the funnel events. A batch of updates applied
-//! in one transaction (a group commit) thus writes each of these tables with one statement.
+//! the replies to a lead, their history entries, the funnel events and the button presses that
+//! prove a message delivered. A batch of updates applied in one transaction (a group commit) thus
+//! writes each of these tables with one statement.
 //!
 //! Order is kept: buffered outbox rows are written before any other outbox row of the transaction,
 //! and everything is written before the transaction reads the tables back (see [`flush_outbox`] and
