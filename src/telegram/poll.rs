@@ -110,7 +110,11 @@ impl Poller {
                     match crate::app::process::intake(&self.app, &batch, next).await {
                         Ok(done) => {
                             stored_offset = Some(next);
-                            catch_up_polls = catch_up_polls.saturating_add(1);
+                            // Counted only while catching up: a full batch then means more
+                            // updates were kept meanwhile.
+                            if catching_up.is_some() {
+                                catch_up_polls += 1;
+                            }
                             if batch.len() >= usize::from(LIMIT) && catch_up_polls < CATCH_UP_POLLS
                             {
                                 caught_up = catching_up;
