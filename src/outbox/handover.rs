@@ -85,6 +85,7 @@ mod tests {
             lead_id: None,
             chat_id: 1,
             action: "{}".into(),
+            in_order: true,
             status: "sending".into(),
             attempts: 1,
             next_attempt_at: 0,

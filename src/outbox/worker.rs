@@ -1,5 +1,6 @@
 //! The outbox worker. [`Worker::step`] does one round and can be called from tests.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ enum Outcome {
     Sent(Result<Option<i32>, SendError>),
     /// Not sent: the lead's forum topic could not be looked up.
     NotSent(StorageError),
+    /// Not tried: a message before it in its chain was not delivered, so it waits its turn again.
+    Unsent,
 }
 
 /// How long recording an outcome is retried while the database is away. A send Telegram
@@ -88,25 +91,66 @@ impl Worker {
         }
         let n = rows.len();
         let mut sends = JoinSet::new();
-        for row in rows {
-            self.spawn_send(&mut sends, row);
-        }
+        self.spawn_sends(&mut sends, rows);
         while let Some(first) = sends.join_next().await {
-            let done = finished(first, &mut sends);
+            let done = self.go_on(finished(first, &mut sends), &mut sends);
             self.record_patiently(&done, 0).await?;
         }
         Ok(Step::Done(n))
     }
 
-    /// Sends on a task of its own, so it runs on (and its timeout counts from the answer) while
-    /// the worker is busy recording other outcomes: a future left unpolled past its timeout
-    /// would report a message Telegram accepted as failed, and it would be sent again.
-    fn spawn_send(&self, sends: &mut JoinSet<Delivered>, row: storage::outbox::Row) {
-        let worker = self.clone();
-        sends.spawn(async move { worker.send(row).await });
+    /// Sends claimed rows: each chain (see [`chains`]) starts on a task of its own, so it runs on
+    /// (and its timeout counts from the answer) while the worker is busy recording other
+    /// outcomes: a future left unpolled past its timeout would report a message Telegram accepted
+    /// as failed, and it would be sent again.
+    fn spawn_sends(&self, sends: &mut JoinSet<Sent>, rows: Vec<storage::outbox::Row>) {
+        for chain in chains(rows) {
+            self.spawn_chain(sends, chain);
+        }
     }
 
-    async fn send(&self, row: storage::outbox::Row) -> Delivered {
+    /// Sends a chain's next row on a task of its own.
+    fn spawn_chain(&self, sends: &mut JoinSet<Sent>, mut chain: Chain) {
+        let Some(row) = chain.rows.pop_front() else {
+            return;
+        };
+        let worker = self.clone();
+        sends.spawn(async move { worker.send_next(row, chain).await });
+    }
+
+    async fn send_next(&self, row: storage::outbox::Row, mut chain: Chain) -> Sent {
+        let delivered = self.send(row, &chain.delivered).await;
+        if let Outcome::Sent(Ok(Some(mid))) = delivered.outcome {
+            chain
+                .delivered
+                .push((delivered.row.idempotency_key.clone(), mid));
+        }
+        Sent { delivered, chain }
+    }
+
+    /// Chains go on: each row delivered lets the next row of its chain go at once, while its own
+    /// delivery is recorded; after a row that was not delivered, the rest of its chain is left
+    /// unsent (it waits behind that row again). The outcomes to record.
+    fn go_on(&self, sent: Vec<Sent>, sends: &mut JoinSet<Sent>) -> Vec<Delivered> {
+        let mut done = Vec::with_capacity(sent.len());
+        for Sent { delivered, chain } in sent {
+            if matches!(delivered.outcome, Outcome::Sent(Ok(_))) {
+                self.spawn_chain(sends, chain);
+            } else {
+                done.extend(chain.rows.into_iter().map(|row| Delivered {
+                    row,
+                    action: None,
+                    outcome: Outcome::Unsent,
+                }));
+            }
+            done.push(delivered);
+        }
+        done
+    }
+
+    /// Sends one row; `earlier` are the keys and message ids of the rows of its chain delivered
+    /// before it (an edit of one of them needs its id).
+    async fn send(&self, row: storage::outbox::Row, earlier: &[(String, i32)]) -> Delivered {
         let action: Action = match serde_json::from_str(&row.action) {
             Ok(a) => a,
             Err(e) => {
@@ -129,7 +173,7 @@ impl Worker {
                 };
             }
         };
-        let action = match self.message_to_edit(action).await {
+        let action = match self.message_to_edit(action, earlier).await {
             Ok(Some(action)) => action,
             Ok(None) => {
                 return Delivered {
@@ -245,9 +289,19 @@ impl Worker {
                 }
             }
         }
+        // Rows a chain did not reach wait again behind the row that stopped it (before that row's
+        // failure is recorded: giving it up releases the next one).
+        let unsent: Vec<i64> = done
+            .iter()
+            .filter(|d| matches!(d.outcome, Outcome::Unsent))
+            .map(|d| d.row.id)
+            .collect();
+        if !unsent.is_empty() {
+            storage::outbox::unclaim(&self.db, &unsent).await?;
+        }
         for d in done {
             match &d.outcome {
-                Outcome::Sent(Ok(_)) => {}
+                Outcome::Sent(Ok(_)) | Outcome::Unsent => {}
                 Outcome::Sent(Err(e)) => self.record_failure(d, e, now).await?,
                 Outcome::NotSent(e) => {
                     tracing::warn!(outbox_id = d.row.id, error = %e, "cannot look up the lead's topic; will retry");
@@ -375,9 +429,13 @@ impl Worker {
     }
 
     /// An edit queued before its message's delivery was recorded gets the message's id, which
-    /// is known by now (the chat's order sent that message first); `None` when it was never
-    /// sent.
-    async fn message_to_edit(&self, mut action: Action) -> Result<Option<Action>, StorageError> {
+    /// is known by now (the chat's order sent that message first: earlier in the same chain, or
+    /// recorded); `None` when it was never sent.
+    async fn message_to_edit(
+        &self,
+        mut action: Action,
+        earlier: &[(String, i32)],
+    ) -> Result<Option<Action>, StorageError> {
         if let Action::EditMessage {
             message_id,
             of_key: Some(key),
@@ -385,10 +443,14 @@ impl Worker {
         } = &mut action
             && *message_id == 0
         {
-            let sent = storage::outbox::by_key(&self.db, key)
-                .await?
-                .and_then(|r| r.telegram_message_id)
-                .and_then(|m| i32::try_from(m).ok());
+            let in_chain = earlier.iter().find(|(k, _)| k == key);
+            let sent = match in_chain {
+                Some(&(_, mid)) => Some(mid),
+                None => storage::outbox::by_key(&self.db, key)
+                    .await?
+                    .and_then(|r| r.telegram_message_id)
+                    .and_then(|m| i32::try_from(m).ok()),
+            };
             match sent {
                 Some(id) => *message_id = id,
                 None => return Ok(None),
@@ -443,21 +505,13 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            if let Some(handover) = &self.handover {
-                for row in handover.take() {
-                    self.spawn_send(&mut in_flight, row);
-                }
-            }
+            self.send_handed(&mut in_flight);
             let room = self.room(&in_flight);
             if room > 0 && claim {
                 match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
                     .await
                 {
-                    Ok(rows) => {
-                        for row in rows {
-                            self.spawn_send(&mut in_flight, row);
-                        }
-                    }
+                    Ok(rows) => self.spawn_sends(&mut in_flight, rows),
                     Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
                 }
             }
@@ -478,31 +532,37 @@ impl Worker {
             if let Some(handover) = &self.handover {
                 handover.set_in_flight(in_flight.len());
             }
-            let handed = async {
-                match &self.handover {
-                    Some(h) => h.given().await,
-                    None => std::future::pending().await,
-                }
-            };
             claim = true;
             tokio::select! {
                 Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    let mut done = finished(first, &mut in_flight);
-                    gather(&mut done, &mut in_flight).await;
+                    let mut done = self.go_on(finished(first, &mut in_flight), &mut in_flight);
+                    let mut more = Vec::new();
+                    gather(&mut more, &mut in_flight, || self.handed(), |sends| self.send_handed(sends)).await;
+                    done.extend(self.go_on(more, &mut in_flight));
                     let room = self.room(&in_flight);
-                    match self.record_patiently(&done, room).await {
+                    // Rows handed over meanwhile go out at once rather than after the recording.
+                    let recorded = {
+                        let record = self.record_patiently(&done, room);
+                        tokio::pin!(record);
+                        loop {
+                            tokio::select! {
+                                biased;
+                                r = &mut record => break r,
+                                () = self.handed() => self.send_handed(&mut in_flight),
+                            }
+                        }
+                    };
+                    match recorded {
                         Ok(rows) => {
                             // A claim short of its limit took every row due then; rows enqueued
                             // later wake the worker.
                             claim = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= room;
-                            for row in rows {
-                                self.spawn_send(&mut in_flight, row);
-                            }
+                            self.spawn_sends(&mut in_flight, rows);
                         }
                         Err(e) => tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart"),
                     }
                 }
-                _ = handed => claim = false,
+                () = self.handed() => claim = false,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => {}
@@ -511,12 +571,10 @@ impl Worker {
         // Rows handed over are sent too; sends already made are recorded, so a graceful stop
         // doubles nothing.
         if let Some(handover) = &self.handover {
-            for row in handover.take() {
-                self.spawn_send(&mut in_flight, row);
-            }
+            self.spawn_sends(&mut in_flight, handover.take());
         }
         while let Some(first) = in_flight.join_next().await {
-            let done = finished(first, &mut in_flight);
+            let done = self.go_on(finished(first, &mut in_flight), &mut in_flight);
             if let Err(e) = self.record_patiently(&done, 0).await {
                 tracing::error!(error = %e, "deliveries not recorded at shutdown");
             }
@@ -524,10 +582,68 @@ impl Worker {
         tracing::info!("outbox worker stopped");
     }
 
+    /// Waits until rows are handed over (forever without a hand-over).
+    async fn handed(&self) {
+        match &self.handover {
+            Some(h) => h.given().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends the rows handed over since the last time.
+    fn send_handed(&self, in_flight: &mut JoinSet<Sent>) {
+        if let Some(handover) = &self.handover {
+            self.spawn_sends(in_flight, handover.take());
+        }
+    }
+
     /// How many more rows may be in flight.
-    fn room(&self, in_flight: &JoinSet<Delivered>) -> i64 {
+    fn room(&self, in_flight: &JoinSet<Sent>) -> i64 {
         self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX)
     }
+}
+
+/// A chat's rows claimed together (a claim takes up to `storage::outbox::CHAIN` of a private
+/// chat's in a row), sent one after the other: each once Telegram accepted the one before.
+struct Chain {
+    rows: std::collections::VecDeque<storage::outbox::Row>,
+    /// Keys and message ids of the chain's rows delivered so far.
+    delivered: Vec<(String, i32)>,
+}
+
+/// A chain's row sent, and the rest of its chain.
+struct Sent {
+    delivered: Delivered,
+    chain: Chain,
+}
+
+/// Claimed rows as the worker sends them: a chat's rows in order one chain, every other row a
+/// chain of its own. Chains keep the order rows were claimed in.
+fn chains(rows: Vec<storage::outbox::Row>) -> Vec<Chain> {
+    let mut chains: Vec<Chain> = Vec::with_capacity(rows.len());
+    let mut of_chat: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for row in rows {
+        let at = match of_chat.get(&row.chat_id) {
+            Some(&i) if row.in_order => i,
+            _ => {
+                if row.in_order {
+                    of_chat.insert(row.chat_id, chains.len());
+                }
+                chains.push(Chain {
+                    rows: std::collections::VecDeque::new(),
+                    delivered: Vec::new(),
+                });
+                chains.len() - 1
+            }
+        };
+        if let Some(chain) = chains.get_mut(at) {
+            chain.rows.push_back(row);
+        }
+    }
+    for chain in &mut chains {
+        chain.rows.make_contiguous().sort_unstable_by_key(|r| r.id);
+    }
+    chains
 }
 
 /// How long the worker waits, after a send finished, for the few others in flight to finish too.
@@ -540,16 +656,25 @@ const GATHER_MAX: usize = 8;
 /// within a millisecond of each other, and each finished group is one write transaction: waiting
 /// up to [`GATHER`] for the few others in flight records them together, which halves the
 /// transactions that take turns with the updates' own. Under load the groups are large anyway
-/// (and the sends many), so the worker does not wait.
-async fn gather<T: 'static>(done: &mut Vec<T>, sends: &mut JoinSet<T>) {
+/// (and the sends many), so the worker does not wait. Rows handed over meanwhile (`handed`
+/// resolves when there are some, `send` starts them) go out at once, and are waited for too.
+async fn gather<T: 'static, H: Future<Output = ()>>(
+    done: &mut Vec<T>,
+    sends: &mut JoinSet<T>,
+    handed: impl Fn() -> H,
+    send: impl Fn(&mut JoinSet<T>),
+) {
     if sends.is_empty() || sends.len() > GATHER_MAX {
         return;
     }
     let deadline = tokio::time::Instant::now() + GATHER;
     while !sends.is_empty() {
-        match tokio::time::timeout_at(deadline, sends.join_next()).await {
-            Ok(Some(more)) => done.extend(finished(more, sends)),
-            Ok(None) | Err(_) => break,
+        tokio::select! {
+            more = tokio::time::timeout_at(deadline, sends.join_next()) => match more {
+                Ok(Some(more)) => done.extend(finished(more, sends)),
+                Ok(None) | Err(_) => break,
+            },
+            () = handed() => send(sends),
         }
     }
 }
@@ -598,7 +723,7 @@ mod tests {
         send_taking(&mut sends, 2, 11);
         let mut done = first_finished(&mut sends).await;
         assert_eq!(done, [1]);
-        gather(&mut done, &mut sends).await;
+        gather(&mut done, &mut sends, std::future::pending, |_| {}).await;
         done.sort_unstable();
         assert_eq!(done, [1, 2]);
         assert!(sends.is_empty());
@@ -612,7 +737,7 @@ mod tests {
         send_taking(&mut sends, 3, 500);
         let mut done = first_finished(&mut sends).await;
         let waited_from = tokio::time::Instant::now();
-        gather(&mut done, &mut sends).await;
+        gather(&mut done, &mut sends, std::future::pending, |_| {}).await;
         done.sort_unstable();
         assert_eq!(done, [1, 2]);
         assert_eq!(sends.len(), 1);
@@ -629,10 +754,70 @@ mod tests {
         }
         let mut done = first_finished(&mut sends).await;
         let waited_from = tokio::time::Instant::now();
-        gather(&mut done, &mut sends).await;
+        gather(&mut done, &mut sends, std::future::pending, |_| {}).await;
         assert_eq!(done, [0]);
         assert_eq!(waited_from.elapsed(), Duration::ZERO);
         assert_eq!(sends.len(), more);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_handed_over_while_gathering_starts_at_once_and_is_waited_for() {
+        let mut sends = JoinSet::new();
+        send_taking(&mut sends, 1, 10);
+        send_taking(&mut sends, 2, 500);
+        let mut done = first_finished(&mut sends).await;
+        let handed = std::sync::Arc::new(tokio::sync::Notify::new());
+        handed.notify_one();
+        let started = std::sync::atomic::AtomicBool::new(false);
+        gather(
+            &mut done,
+            &mut sends,
+            || {
+                let handed = handed.clone();
+                async move { handed.notified().await }
+            },
+            |sends| {
+                started.store(true, std::sync::atomic::Ordering::Relaxed);
+                send_taking(sends, 3, 1);
+            },
+        )
+        .await;
+        assert!(started.load(std::sync::atomic::Ordering::Relaxed));
+        done.sort_unstable();
+        assert_eq!(done, [1, 3], "the handed send finished within the wait");
+        assert_eq!(sends.len(), 1);
+    }
+
+    fn row(id: i64, chat_id: i64, in_order: bool) -> storage::outbox::Row {
+        storage::outbox::Row {
+            id,
+            idempotency_key: format!("k{id}"),
+            lead_id: None,
+            chat_id,
+            action: "{}".into(),
+            in_order,
+            status: "sending".into(),
+            attempts: 1,
+            next_attempt_at: 0,
+            last_error: None,
+            telegram_message_id: None,
+        }
+    }
+
+    #[test]
+    fn a_chats_rows_in_order_make_one_chain_in_their_order() {
+        let rows = vec![
+            row(5, 7, true),
+            row(2, 9, true),
+            row(3, 7, true),
+            row(4, 7, false),
+            row(1, 7, true),
+        ];
+        let ids: Vec<Vec<i64>> = chains(rows)
+            .iter()
+            .map(|c| c.rows.iter().map(|r| r.id).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![1, 3, 5], vec![2], vec![4]]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -640,7 +825,7 @@ mod tests {
         let mut sends: JoinSet<u32> = JoinSet::new();
         let mut done = vec![7];
         let waited_from = tokio::time::Instant::now();
-        gather(&mut done, &mut sends).await;
+        gather(&mut done, &mut sends, std::future::pending, |_| {}).await;
         assert_eq!(done, [7]);
         assert_eq!(waited_from.elapsed(), Duration::ZERO);
     }

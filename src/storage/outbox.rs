@@ -11,6 +11,8 @@ pub struct Row {
     pub lead_id: Option<i64>,
     pub chat_id: i64,
     pub action: String,
+    /// Delivered after the chat's earlier rows in order (see [`enqueue`]).
+    pub in_order: bool,
     pub status: String,
     pub attempts: i32,
     pub next_attempt_at: i64,
@@ -18,7 +20,7 @@ pub struct Row {
     pub telegram_message_id: Option<i64>,
 }
 
-const COLUMNS: &str = "id, idempotency_key, lead_id, chat_id, action, status, attempts, next_attempt_at, \
+const COLUMNS: &str = "id, idempotency_key, lead_id, chat_id, action, in_order, status, attempts, next_attempt_at, \
                        last_error, telegram_message_id";
 
 /// Enqueues an action; a second row with the same idempotency key is ignored. Returns the row id
@@ -151,28 +153,58 @@ fn claim_sql(postgres: bool) -> String {
     claim_sql_with(postgres, ["$1", "$2", "$3"])
 }
 
+/// How many messages of a private chat one claim takes in a row on SQLite, at most: the chat's
+/// next message in order and the ones enqueued behind it (a text and the question after it, say).
+/// The worker sends them one after the other, each once Telegram accepted the one before (see
+/// `outbox::worker`), so a question does not wait for the record of the text before it. On
+/// PostgreSQL a claim takes one message per chat: taking the ones behind it would wait for rows
+/// other transactions hold (an update's, the worker's recording), and in the benchmark such waits
+/// stalled delivery for seconds.
+pub const CHAIN: i64 = 4;
+
 /// The claim with its parameters named: now, how many, the owner.
+///
+/// Takes due `pending` rows, in a chat's order only its oldest undelivered row, up to `limit`;
+/// on SQLite, behind each such row of a private chat (a positive id: a prospect's, not a
+/// group's) the chat's next rows in order, up to [`CHAIN`] in all.
 fn claim_sql_with(postgres: bool, [now, limit, owner]: [&str; 3]) -> String {
+    if postgres {
+        return format!(
+            "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = {owner}
+             WHERE id IN (
+                 SELECT o.id FROM outbox o
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= {now}
+                   AND (NOT o.in_order
+                        OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = o.chat_id
+                                       AND p.id < o.id AND p.in_order
+                                       AND p.status IN ('queued', 'pending', 'sending')))
+                 ORDER BY o.id LIMIT {limit} FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS}"
+        );
+    }
     // SQLite is told which indexes to walk: without statistics its planner reads and sorts the
-    // whole backlog, which made each claim cost milliseconds under load.
-    let (o, p, lock) = if postgres {
-        ("outbox o", "outbox p", "FOR UPDATE SKIP LOCKED")
-    } else {
-        (
-            "outbox o INDEXED BY outbox_pending",
-            "outbox p INDEXED BY outbox_chat_open",
-            "",
-        )
-    };
+    // whole backlog, which made each claim cost milliseconds under load (and `+status` keeps it
+    // from finding the rows to update by status rather than by id).
+    let behind = CHAIN - 1;
     format!(
-        "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = {owner}
-         WHERE id IN (
-             SELECT o.id FROM {o}
+        "WITH f AS MATERIALIZED (
+             SELECT o.id, o.chat_id, o.in_order FROM outbox o INDEXED BY outbox_pending
              WHERE o.status = 'pending' AND o.next_attempt_at <= {now}
                AND (NOT o.in_order
-                    OR NOT EXISTS (SELECT 1 FROM {p} WHERE p.chat_id = o.chat_id AND p.id < o.id
-                                   AND p.in_order AND p.status IN ('queued', 'pending', 'sending')))
-             ORDER BY o.id LIMIT {limit} {lock})
+                    OR NOT EXISTS (SELECT 1 FROM outbox p INDEXED BY outbox_chat_open
+                                   WHERE p.chat_id = o.chat_id AND p.id < o.id AND p.in_order
+                                     AND p.status IN ('queued', 'pending', 'sending')))
+             ORDER BY o.id LIMIT {limit})
+         UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = {owner}
+         WHERE +status IN ('pending', 'queued') AND id IN (
+             SELECT id FROM f
+             UNION ALL
+             SELECT c.id FROM f JOIN outbox c ON c.id IN (
+                 SELECT h.id FROM outbox h INDEXED BY outbox_chat_open
+                 WHERE h.chat_id = f.chat_id AND h.id > f.id
+                   AND h.in_order AND h.status IN ('queued', 'pending', 'sending')
+                 ORDER BY h.id LIMIT {behind})
+             WHERE f.in_order AND f.chat_id > 0)
          RETURNING {COLUMNS}"
     )
 }
@@ -266,15 +298,18 @@ pub async fn record_delivered_in(
     claim_due_in(tx, d.now, claim, owner).await
 }
 
-/// A prospect pressed the button `data` under their message `message_id`. When the chat's next
-/// message in order has been sent without its delivery being recorded (`sending`: its outcome not
-/// recorded yet, or put back after a crash or an unclear failure: `pending` after an attempt),
-/// carries that button, and `message_id` is newer than every message recorded in the chat, the
-/// press is Telegram's proof that this message was delivered, as `message_id`. It is recorded as
-/// sent, its history entry linked and the chat's next message released, as the worker does after
-/// a send: a crash before the worker's own recording, or a send that timed out after Telegram
-/// took it, then no longer sends it twice, and the chat's next message need not wait for that
-/// recording.
+/// A prospect pressed the button `data` under their message `message_id`. When a message of the
+/// chat not yet recorded as delivered carries that button and has been sent (`sending`: its
+/// outcome not recorded yet; or put back after a crash or an unclear failure: `pending` or
+/// `queued` after an attempt), and `message_id` is newer than every message recorded in the chat,
+/// the press is Telegram's proof that this message was delivered, as `message_id`, and so were
+/// the chat's messages before it still open: a message is only sent once Telegram accepted the
+/// ones before it (the greeting before the first question, say). They are recorded as sent (those
+/// before with no message id), the pressed one's history entry linked and the chat's next message
+/// released, as the worker does after a send: a crash before the worker's own recording, or a
+/// send that timed out after Telegram took it, then no longer sends them twice, and the chat's
+/// next message need not wait for that recording. Nothing is proved when a message before the
+/// pressed one was never tried.
 ///
 /// Written with the transaction's other presses before its buffered outbox rows (one statement
 /// for a batch of updates; see `later`). Only a press of a dialogue choice should be passed (its
@@ -314,7 +349,10 @@ pub(super) async fn record_presses(
     tx: &mut Tx,
     presses: &[later::PressRow],
 ) -> Result<(), StorageError> {
-    let proved: Vec<(i64, i64, i64)> = match tx {
+    // `f`: per press, the chat's first open row carrying the button and sent at least once,
+    // unless a newer message of the chat is recorded; then that row and the open rows before it,
+    // if each of them was sent too.
+    let proved: Vec<(i64, i64, Option<i64>)> = match tx {
         Tx::Sqlite(c) => {
             sqlx::query_as(
                 "WITH p AS MATERIALIZED (
@@ -325,17 +363,25 @@ pub(super) async fn record_presses(
                      SELECT (SELECT h.id FROM outbox h INDEXED BY outbox_chat_open
                              WHERE h.chat_id = p.chat AND h.in_order
                                AND h.status IN ('queued', 'pending', 'sending')
+                               AND h.attempts > 0 AND instr(h.action, p.button) > 0
                              ORDER BY h.id LIMIT 1) AS id,
-                            p.mid, p.button, p.at
+                            p.chat, p.mid, p.at
                      FROM p
                      WHERE NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
-                                       AND k.telegram_message_id >= p.mid))
-                 UPDATE outbox SET status = 'sent', sent_at = f.at, telegram_message_id = f.mid,
+                                       AND k.telegram_message_id >= p.mid)),
+                 t AS MATERIALIZED (
+                     SELECT o.id, f.at, CASE WHEN o.id = f.id THEN f.mid END AS mid
+                     FROM f JOIN outbox o INDEXED BY outbox_chat_open
+                          ON o.chat_id = f.chat AND o.in_order
+                          AND o.status IN ('queued', 'pending', 'sending') AND o.id <= f.id
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM outbox q INDEXED BY outbox_chat_open
+                         WHERE q.chat_id = f.chat AND q.in_order
+                           AND q.status IN ('queued', 'pending', 'sending') AND q.id < f.id
+                           AND q.attempts = 0))
+                 UPDATE outbox SET status = 'sent', sent_at = t.at, telegram_message_id = t.mid,
                                    last_error = NULL
-                 FROM f
-                 WHERE outbox.id = f.id AND outbox.attempts > 0
-                   AND outbox.status IN ('pending', 'sending')
-                   AND instr(outbox.action, f.button) > 0
+                 FROM t WHERE outbox.id = t.id
                  RETURNING outbox.id, outbox.chat_id, outbox.telegram_message_id",
             )
             .bind(later::to_json(&presses)?)
@@ -345,24 +391,31 @@ pub(super) async fn record_presses(
         Tx::Postgres(c) => {
             sqlx::query_as(
                 "WITH f AS (
-                     SELECT o.id, p.mid, p.at
+                     SELECT p.chat, p.mid, p.at, p.sending_too,
+                            (SELECT h.id FROM outbox h
+                             WHERE h.chat_id = p.chat AND h.in_order
+                               AND h.status IN ('queued', 'pending', 'sending')
+                               AND h.attempts > 0 AND strpos(h.action, p.button) > 0
+                             ORDER BY h.id LIMIT 1) AS id
                      FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[],
                                  $5::BOOLEAN[])
                           AS p (chat, mid, button, at, sending_too)
-                     JOIN outbox o ON o.id = (
-                         SELECT h.id FROM outbox h
-                         WHERE h.chat_id = p.chat AND h.in_order
-                           AND h.status IN ('queued', 'pending', 'sending')
-                         ORDER BY h.id LIMIT 1)
-                     WHERE o.attempts > 0
-                       AND (o.status = 'pending' OR o.status = 'sending' AND p.sending_too)
-                       AND strpos(o.action, p.button) > 0
-                       AND NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
-                                       AND k.telegram_message_id >= p.mid)
+                     WHERE NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
+                                       AND k.telegram_message_id >= p.mid)),
+                 t AS (
+                     SELECT o.id, f.at, CASE WHEN o.id = f.id THEN f.mid END AS mid
+                     FROM f JOIN outbox o ON o.chat_id = f.chat AND o.in_order
+                          AND o.status IN ('queued', 'pending', 'sending') AND o.id <= f.id
+                     WHERE (o.status <> 'sending' OR f.sending_too)
+                       AND NOT EXISTS (
+                         SELECT 1 FROM outbox q
+                         WHERE q.chat_id = f.chat AND q.in_order
+                           AND q.status IN ('queued', 'pending', 'sending') AND q.id < f.id
+                           AND q.attempts = 0)
                      FOR UPDATE OF o SKIP LOCKED)
-                 UPDATE outbox SET status = 'sent', sent_at = f.at, telegram_message_id = f.mid,
+                 UPDATE outbox SET status = 'sent', sent_at = t.at, telegram_message_id = t.mid,
                                    last_error = NULL
-                 FROM f WHERE outbox.id = f.id
+                 FROM t WHERE outbox.id = t.id
                  RETURNING outbox.id, outbox.chat_id, outbox.telegram_message_id",
             )
             .bind(presses.iter().map(|p| p.chat_id).collect::<Vec<_>>())
@@ -382,7 +435,10 @@ pub(super) async fn record_presses(
     if proved.is_empty() {
         return Ok(());
     }
-    let linked: Vec<(i64, i64)> = proved.iter().map(|&(id, _, mid)| (id, mid)).collect();
+    let linked: Vec<(i64, i64)> = proved
+        .iter()
+        .filter_map(|&(id, _, mid)| mid.map(|mid| (id, mid)))
+        .collect();
     super::messages::link_delivered_in(tx, &linked).await?;
     let mut chats: Vec<i64> = proved.iter().map(|&(_, chat, _)| chat).collect();
     chats.sort_unstable();
@@ -420,6 +476,34 @@ pub async fn retry_at(db: &Db, id: i64, at: i64, error: &str) -> Result<(), Stor
     })?;
     Ok(())
 }
+
+/// Puts back rows claimed and never tried (a chain stopped before them, see `outbox::worker`):
+/// they wait behind their chat's row that stopped it, as before the claim, without the attempt.
+pub async fn unclaim(db: &Db, ids: &[i64]) -> Result<(), StorageError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    match db {
+        Db::Sqlite(p) => {
+            let _gate = super::sqlite_write_turn(p).await?;
+            sqlx::query(&format!("{UNCLAIM} (SELECT value FROM json_each($1))"))
+                .bind(later::to_json(&ids)?)
+                .execute(p)
+                .await?;
+        }
+        Db::Postgres(p) => {
+            sqlx::query(&format!("{UNCLAIM} (SELECT UNNEST($1::BIGINT[]))"))
+                .bind(ids)
+                .execute(p)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+const UNCLAIM: &str = "UPDATE outbox SET status = 'queued', claimed_by = NULL,
+            attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+     WHERE status = 'sending' AND id IN";
 
 /// Puts a row back until `at` without counting the attempt: the row is not at fault (a 429 is
 /// Telegram pacing the bot; a staff chat the bot cannot post to waits for the managers), so a

@@ -18,7 +18,7 @@ use crate::both_databases;
 use crate::support::app::{STAFF_CHAT, TestDb, shipped_dialogues};
 use crate::support::crowd::{self, Crowd, Rng};
 use crate::support::fake_telegram::FakeTelegram;
-use leadbot::storage::Db;
+use leadbot::storage::{self, Db};
 
 /// The bot as a child process, restarted after each kill.
 struct BotProcess {
@@ -289,9 +289,11 @@ both_databases! {
             dups.alerts,
             dups.total() as f64 / size.kills.max(1) as f64,
         ));
-        // Each duplicate was checked to be a send in flight at a kill; at most one per chat can be
-        // in flight at a time, so a kill doubles at most one message per prospect.
-        let bound = i64::try_from(size.kills * (size.prospects + 1)).unwrap_or(i64::MAX);
+        // Each duplicate was checked to be a send in flight at a kill; at most one chain per chat
+        // (`storage::outbox::CHAIN` messages) can be in flight at a time, so a kill doubles at
+        // most that many messages per prospect (and one alert).
+        let chain = usize::try_from(storage::outbox::CHAIN).unwrap_or(usize::MAX);
+        let bound = i64::try_from(size.kills * (size.prospects * chain + 1)).unwrap_or(i64::MAX);
         assert!(
             dups.total() <= bound,
             "more duplicates ({}) than sends in flight at the kills (at most {bound}); seed {seed}",

@@ -568,3 +568,44 @@ both_databases! {
             .unwrap_or_else(|e| panic!("{e:?}\n{}", app.fake.transcript(other.id)));
     }
 }
+
+both_databases! {
+    async fn a_text_and_the_question_behind_it_go_out_in_order_when_the_text_fails_first(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let user = User::new(4401).lang("ru");
+        let chat = user.id;
+        // The greeting and the consent question are claimed together and sent one after the
+        // other; the greeting's first send fails, so the question must wait for its retry.
+        app.fake.fail_when(1, Fault::CloseConnection, move |method, params| {
+            method == "sendMessage"
+                && params["chat_id"] == chat
+                && params["text"].as_str().is_some_and(|t| t.starts_with("Здравствуйте"))
+        });
+        app.fake.push(user.command("start", "vk_ads"));
+        bot_says(&app, user.id, "согласие").await;
+        app.settle().await;
+        let sends: Vec<(String, Option<u16>)> = app.fake.read(|s| {
+            s.requests_for("sendMessage")
+                .filter(|r| r.params["chat_id"] == chat)
+                .map(|r| (r.params["text"].as_str().unwrap_or("").to_owned(), r.status))
+                .collect()
+        });
+        let shape: Vec<(bool, bool, Option<u16>)> = sends
+            .iter()
+            .map(|(text, status)| (text.starts_with("Здравствуйте"), text.contains("согласие"), *status))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(true, false, None), (true, false, Some(200)), (false, true, Some(200))],
+            "the greeting failed, then went out, then the question: {sends:?}"
+        );
+        // The question was tried once: the claim that stopped before it did not count.
+        const ATTEMPTS: &str = "SELECT attempts FROM outbox WHERE chat_id = $1 ORDER BY id";
+        let attempts: Vec<(i32,)> = match &app.db {
+            storage::Db::Sqlite(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
+            storage::Db::Postgres(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
+        }
+        .expect("attempts");
+        assert_eq!(attempts, vec![(2,), (1,)]);
+    }
+}
