@@ -79,19 +79,7 @@ mod tests {
     use crate::storage::outbox::Row;
 
     fn row(id: i64) -> Row {
-        Row {
-            id,
-            idempotency_key: format!("k{id}"),
-            lead_id: None,
-            chat_id: 1,
-            action: "{}".into(),
-            in_order: true,
-            status: "sending".into(),
-            attempts: 1,
-            next_attempt_at: 0,
-            last_error: None,
-            telegram_message_id: None,
-        }
+        Row::claimed_for_test(id, 1, true)
     }
 
     #[test]

@@ -789,19 +789,7 @@ mod tests {
     }
 
     fn row(id: i64, chat_id: i64, in_order: bool) -> storage::outbox::Row {
-        storage::outbox::Row {
-            id,
-            idempotency_key: format!("k{id}"),
-            lead_id: None,
-            chat_id,
-            action: "{}".into(),
-            in_order,
-            status: "sending".into(),
-            attempts: 1,
-            next_attempt_at: 0,
-            last_error: None,
-            telegram_message_id: None,
-        }
+        storage::outbox::Row::claimed_for_test(id, chat_id, in_order)
     }
 
     #[test]

@@ -20,6 +20,26 @@ pub struct Row {
     pub telegram_message_id: Option<i64>,
 }
 
+#[cfg(test)]
+impl Row {
+    /// A row as a claim returns it, for unit tests.
+    pub(crate) fn claimed_for_test(id: i64, chat_id: i64, in_order: bool) -> Row {
+        Row {
+            id,
+            idempotency_key: format!("k{id}"),
+            lead_id: None,
+            chat_id,
+            action: "{}".into(),
+            in_order,
+            status: "sending".into(),
+            attempts: 1,
+            next_attempt_at: 0,
+            last_error: None,
+            telegram_message_id: None,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, idempotency_key, lead_id, chat_id, action, in_order, status, attempts, next_attempt_at, \
                        last_error, telegram_message_id";
 

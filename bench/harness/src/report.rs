@@ -537,9 +537,10 @@ work around them (optimisation log, fourteenth round). With PostgreSQL each comm
 on the server.
 - **leadbot's open-loop tail.** A step is two write turns at SQLite's one writer (the intake that \
 stores and applies the update, the recording of the sends), each about a dozen statements handed to \
-SQLite's thread and back; at 500 steps/s an update often waits for the turn before it, the poll it \
-rides on, or the commit that copies the write-ahead log into the database file (about 13 a second). \
-Moving that copy out of the commits did not lower the p99 (optimisation log, thirteenth round).
+SQLite's thread and back; at 500 steps/s that turn is busy about two thirds of the time, so an update \
+often waits for the turn before it or the poll it rides on, and the commit that copies the \
+write-ahead log into the database file takes 4.5-5 ms where most take 0.13 ms (optimisation log, \
+sixteenth round).
 - **Peers.** The teloxide dialogue peer serialises each chat's dialogue state through `SqliteStorage` \
 (one connection, a write per step); aiogram is CPU-bound in one Python process; both confirm updates to \
 Telegram before handling them, so a crash loses queued updates (leadbot does not).
