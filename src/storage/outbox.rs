@@ -322,11 +322,13 @@ pub async fn record_delivered_in(
 /// chat not yet recorded as delivered carries that button and has been sent (`sending`: its
 /// outcome not recorded yet; or put back after a crash or an unclear failure: `pending` or
 /// `queued` after an attempt), and `message_id` is newer than every message recorded in the chat,
-/// the press is Telegram's proof that this message was delivered, as `message_id`, and so were
-/// the chat's messages before it still open: a message is only sent once Telegram accepted the
-/// ones before it (the greeting before the first question, say). They are recorded as sent (those
-/// before with no message id), the pressed one's history entry linked and the chat's next message
-/// released, as the worker does after a send: a crash before the worker's own recording, or a
+/// the press is Telegram's proof that this message was delivered, as `message_id`, and on SQLite
+/// so were the chat's messages before it still open: a message is only sent once Telegram accepted
+/// the ones before it (the greeting before the first question, say; on PostgreSQL, where each
+/// waits for the record of the one before, only the chat's first open message can be the one
+/// pressed, and the lookup stays that simple: a wider one there made each batch of updates slower
+/// as the outbox grew). They are recorded as sent (those before with no message id), the pressed
+/// one's history entry linked and the chat's next message released, as the worker does after a send: a crash before the worker's own recording, or a
 /// send that timed out after Telegram took it, then no longer sends them twice, and the chat's
 /// next message need not wait for that recording. Nothing is proved when a message before the
 /// pressed one was never tried.
@@ -411,31 +413,24 @@ pub(super) async fn record_presses(
         Tx::Postgres(c) => {
             sqlx::query_as(
                 "WITH f AS (
-                     SELECT p.chat, p.mid, p.at, p.sending_too,
-                            (SELECT h.id FROM outbox h
-                             WHERE h.chat_id = p.chat AND h.in_order
-                               AND h.status IN ('queued', 'pending', 'sending')
-                               AND h.attempts > 0 AND strpos(h.action, p.button) > 0
-                             ORDER BY h.id LIMIT 1) AS id
+                     SELECT o.id, p.mid, p.at
                      FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[],
                                  $5::BOOLEAN[])
                           AS p (chat, mid, button, at, sending_too)
-                     WHERE NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
-                                       AND k.telegram_message_id >= p.mid)),
-                 t AS (
-                     SELECT o.id, f.at, CASE WHEN o.id = f.id THEN f.mid END AS mid
-                     FROM f JOIN outbox o ON o.chat_id = f.chat AND o.in_order
-                          AND o.status IN ('queued', 'pending', 'sending') AND o.id <= f.id
-                     WHERE (o.status <> 'sending' OR f.sending_too)
-                       AND NOT EXISTS (
-                         SELECT 1 FROM outbox q
-                         WHERE q.chat_id = f.chat AND q.in_order
-                           AND q.status IN ('queued', 'pending', 'sending') AND q.id < f.id
-                           AND q.attempts = 0)
+                     JOIN outbox o ON o.id = (
+                         SELECT h.id FROM outbox h
+                         WHERE h.chat_id = p.chat AND h.in_order
+                           AND h.status IN ('queued', 'pending', 'sending')
+                         ORDER BY h.id LIMIT 1)
+                     WHERE o.attempts > 0
+                       AND (o.status = 'pending' OR o.status = 'sending' AND p.sending_too)
+                       AND strpos(o.action, p.button) > 0
+                       AND NOT EXISTS (SELECT 1 FROM outbox k WHERE k.chat_id = p.chat
+                                       AND k.telegram_message_id >= p.mid)
                      FOR UPDATE OF o SKIP LOCKED)
-                 UPDATE outbox SET status = 'sent', sent_at = t.at, telegram_message_id = t.mid,
+                 UPDATE outbox SET status = 'sent', sent_at = f.at, telegram_message_id = f.mid,
                                    last_error = NULL
-                 FROM t WHERE outbox.id = t.id
+                 FROM f WHERE outbox.id = f.id
                  RETURNING outbox.id, outbox.chat_id, outbox.telegram_message_id",
             )
             .bind(presses.iter().map(|p| p.chat_id).collect::<Vec<_>>())
