@@ -326,8 +326,8 @@ pub async fn record_delivered_in(
 /// so were the chat's messages before it still open: a message is only sent once Telegram accepted
 /// the ones before it (the greeting before the first question, say; on PostgreSQL, where each
 /// waits for the record of the one before, only the chat's first open message can be the one
-/// pressed, and the lookup stays that simple: a wider one there made each batch of updates slower
-/// as the outbox grew). They are recorded as sent (those before with no message id), the pressed
+/// pressed, and the lookup stays that simple: a wider one there halved the benchmark's closed loop
+/// in 30 s runs). They are recorded as sent (those before with no message id), the pressed
 /// one's history entry linked and the chat's next message released, as the worker does after a send: a crash before the worker's own recording, or a
 /// send that timed out after Telegram took it, then no longer sends them twice, and the chat's
 /// next message need not wait for that recording. Nothing is proved when a message before the
