@@ -327,11 +327,11 @@ pub async fn record_delivered_in(
 /// the ones before it (the greeting before the first question, say; on PostgreSQL, where each
 /// waits for the record of the one before, only the chat's first open message can be the one
 /// pressed, and the lookup stays that simple: a wider one there halved the benchmark's closed loop
-/// in 30 s runs). They are recorded as sent (those before with no message id), the pressed
-/// one's history entry linked and the chat's next message released, as the worker does after a send: a crash before the worker's own recording, or a
-/// send that timed out after Telegram took it, then no longer sends them twice, and the chat's
-/// next message need not wait for that recording. Nothing is proved when a message before the
-/// pressed one was never tried.
+/// in 30 s runs). They are recorded as sent (those before with no message id), the pressed one's
+/// history entry linked and the chat's next message released, as the worker does after a send: a
+/// crash before the worker's own recording, or a send that timed out after Telegram took it, then
+/// no longer sends them twice, and the chat's next message need not wait for that recording.
+/// Nothing is proved when a message before the pressed one was never tried.
 ///
 /// Written with the transaction's other presses before its buffered outbox rows (one statement
 /// for a batch of updates; see `later`). Only a press of a dialogue choice should be passed (its
@@ -371,9 +371,10 @@ pub(super) async fn record_presses(
     tx: &mut Tx,
     presses: &[later::PressRow],
 ) -> Result<(), StorageError> {
-    // `f`: per press, the chat's first open row carrying the button and sent at least once,
-    // unless a newer message of the chat is recorded; then that row and the open rows before it,
-    // if each of them was sent too.
+    // SQLite: `f` is, per press, the chat's first open row carrying the button and sent at least
+    // once, unless a newer message of the chat is recorded; `t` that row and the open rows before
+    // it, if each of them was sent too. PostgreSQL: the chat's first open row, if it carries the
+    // button.
     let proved: Vec<(i64, i64, Option<i64>)> = match tx {
         Tx::Sqlite(c) => {
             sqlx::query_as(
