@@ -36,8 +36,8 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Rows claimed for this worker by the transactions that enqueued them.
     pub handover: Option<Arc<Handover>>,
-    /// Rows claimed and not yet recorded, at most: the more, the more deliveries each recording
-    /// transaction carries.
+    /// Rows claimed and not yet recorded, at most (a chain of a chat's messages claimed together
+    /// counts once): the more, the more deliveries each recording transaction carries.
     pub batch: i64,
     /// Requests to Telegram at once, at most (each holds a connection). Sends beyond it wait
     /// their turn, already claimed.
@@ -597,7 +597,7 @@ impl Worker {
         }
     }
 
-    /// How many more rows may be in flight.
+    /// How many more rows (chains) may be in flight.
     fn room(&self, in_flight: &JoinSet<Sent>) -> i64 {
         self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX)
     }
