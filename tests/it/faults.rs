@@ -609,3 +609,61 @@ both_databases! {
         assert_eq!(attempts, vec![(2,), (1,)]);
     }
 }
+
+/// The statuses of a chat's outbox rows, oldest first.
+async fn outbox_statuses(app: &TestApp, chat: i64) -> Vec<String> {
+    const SQL: &str = "SELECT status FROM outbox WHERE chat_id = $1 ORDER BY id";
+    let rows: Vec<(String,)> = match &app.db {
+        storage::Db::Sqlite(p) => sqlx::query_as(SQL).bind(chat).fetch_all(p).await,
+        storage::Db::Postgres(p) => sqlx::query_as(SQL).bind(chat).fetch_all(p).await,
+    }
+    .expect("statuses");
+    rows.into_iter().map(|(s,)| s).collect()
+}
+
+both_databases! {
+    async fn while_a_text_hangs_the_question_behind_it_waits_unsent(backend: Backend) {
+        let app = bot_with_short_timeout(backend).await;
+        let user = User::new(4402).lang("ru");
+        let chat = user.id;
+        app.fake.fail_when(1, Fault::Hang, move |method, params| {
+            method == "sendMessage"
+                && params["chat_id"] == chat
+                && params["text"].as_str().is_some_and(|t| t.starts_with("Здравствуйте"))
+        });
+        app.fake.push(user.command("start", "vk_ads"));
+        // On SQLite the question is claimed with the greeting (one chain), on PostgreSQL it
+        // waits unclaimed; either way it is not sent while the greeting hangs.
+        let claimed = if app.db.is_postgres() { 1 } else { 2 };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let statuses = outbox_statuses(&app, chat).await;
+            if statuses.iter().filter(|s| *s == "sending").count() == claimed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "claims not seen: {statuses:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(count_bot(&app, user.id, "согласие").await, 0, "the question waits for the greeting");
+        // The hung send is given up and tried again; the question, put back untried, follows it.
+        bot_says(&app, user.id, "согласие").await;
+        assert_eq!(app.fake.read(|s| s.abandoned()), 1);
+        app.settle().await;
+        let texts: Vec<String> = app.fake.read(|s| {
+            s.requests_for("sendMessage")
+                .filter(|r| r.params["chat_id"] == chat)
+                .map(|r| r.params["text"].as_str().unwrap_or("").chars().take(12).collect())
+                .collect()
+        });
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert!(texts[0].starts_with("Здравствуйте") && texts[1].starts_with("Здравствуйте"), "{texts:?}");
+        assert_eq!(count_bot(&app, user.id, "согласие").await, 1);
+        const ATTEMPTS: &str = "SELECT attempts FROM outbox WHERE chat_id = $1 ORDER BY id";
+        let attempts: Vec<(i32,)> = match &app.db {
+            storage::Db::Sqlite(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
+            storage::Db::Postgres(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
+        }
+        .expect("attempts");
+        assert_eq!(attempts, vec![(2,), (1,)], "the question's claim behind the hung greeting is not counted");
+    }
+}
