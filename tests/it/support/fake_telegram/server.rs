@@ -211,20 +211,25 @@ pub(super) async fn handle(
             Reply::bad(description),
         );
     }
-    let reply = if spec.name == "getUpdates" {
-        get_updates(&shared, &params).await
-    } else {
-        shared.update(|s| s.handle(&spec.name, &params, &files))
-    };
+    if spec.name == "getUpdates" {
+        let reply = get_updates(&shared, &params).await;
+        return answer(&shared, &spec.name, Value::Object(params), reply);
+    }
+    // Handled and recorded under one lock: a test that sees what a request did (a message in a
+    // chat) also sees the request and its status.
+    let (reply, http) = shared.update(|s| {
+        let reply = s.handle(&spec.name, &params, &files);
+        let http = reply.http();
+        s.requests.push(RecordedRequest {
+            method: spec.name.clone(),
+            params: Value::Object(params),
+            status: http.as_ref().map(|(status, _)| *status),
+            response: http.as_ref().map_or(Value::Null, |(_, body)| body.clone()),
+        });
+        (reply, http)
+    });
     match reply {
         Reply::Hang => {
-            record(
-                &shared,
-                &spec.name,
-                Value::Object(params),
-                None,
-                Value::Null,
-            );
             // The connection closing (the client's timeout) drops this future, and the guard
             // counts the request as abandoned.
             let _abandoned = Abandoned(shared.clone());
@@ -233,17 +238,13 @@ pub(super) async fn handle(
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
         Reply::Close => {
-            record(
-                &shared,
-                &spec.name,
-                Value::Object(params),
-                None,
-                Value::Null,
-            );
             connection.kill();
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-        reply => answer(&shared, &spec.name, Value::Object(params), reply),
+        _ => {
+            let (status, body) = http.unwrap_or((500, Value::Null));
+            json_response(status, body)
+        }
     }
 }
 
