@@ -524,8 +524,13 @@ async fn timers(
             tracing::warn!(error = %e, "cannot renew this replica's liveness lock");
         }
         let me = lease.id();
-        // SQLite has one process, whose leftovers were put back at start-up.
-        let orphans = if app.db.is_postgres() {
+        // SQLite has one process, whose leftovers were put back at start-up. On PostgreSQL this
+        // replica's worker does it as it starts: until then start-up reads the updates kept
+        // while the bot was down, and a button press among them proves its message delivered,
+        // which a take-over of the same rows beside it would hide (the row held, the message
+        // sent again).
+        let delivering = app.delivering.load(std::sync::atomic::Ordering::Relaxed);
+        let orphans = if app.db.is_postgres() && delivering {
             storage::ops::release_orphans(&app.db, me).await
         } else {
             Ok(0)

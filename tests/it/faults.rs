@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::both_databases;
-use crate::prospect::{WAIT, bot_says, count_bot, last_with_buttons, up_to_name};
+use crate::prospect::{WAIT, bot_says, count_bot, eventually, last_with_buttons, up_to_name};
 use crate::support::app::{Backend, TestApp};
 use crate::support::crowd::{self, Crowd};
 #[allow(unused_imports)]
@@ -567,6 +567,88 @@ both_databases! {
             .await
             .unwrap_or_else(|e| panic!("{e:?}\n{}", app.fake.transcript(other.id)));
     }
+}
+
+/// PostgreSQL: a restarted bot's timers take over the work of replicas that are gone, but not
+/// the stopped run's own while start-up still reads the updates Telegram kept: a button press
+/// among them proves its message delivered, and a take-over running beside it held the row the
+/// press looked for, so the question went out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_bots_timers_leave_the_last_runs_messages_to_start_up() {
+    let Some(backend) = Backend::postgres(
+        "faults::a_restarted_bots_timers_leave_the_last_runs_messages_to_start_up",
+    ) else {
+        return;
+    };
+    let mut app = TestApp::spawn(backend).await;
+    let storage::Db::Postgres(pool) = app.db.clone() else {
+        return;
+    };
+    // A hot lead nobody takes: its re-announcement is queued by a timer round.
+    let hot = User::new(4305).lang("ru");
+    crate::prospect::up_to_need(&app, &hot).await;
+    crate::prospect::finish_hot(&app, &hot).await;
+    bot_says(&app, crate::support::app::STAFF_CHAT, "Горячий лид").await;
+    let hot_id = storage::leads::by_telegram(&app.db, hot.id)
+        .await
+        .ok()
+        .flatten()
+        .map_or(-1, |l| l.id);
+    let user = User::new(4306).lang("ru");
+    need_question_delivered_unanswered(&app, &user).await;
+    app.kill().await;
+    // The stopped run is gone for good (its liveness lock is free).
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    eventually("the stopped run's liveness lock is free", || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64,)>(held)
+                .fetch_one(&pool)
+                .await
+                .is_ok_and(|(n,)| n == 0)
+        }
+    })
+    .await;
+    // Start-up's first poll hangs: the kept updates are not read yet. Timer rounds run.
+    app.fake
+        .fail_when(1, Fault::Hang, |method, _| method == "getUpdates");
+    app.clock.advance(Duration::from_secs(15 * 60 + 1));
+    app.start().await;
+    eventually("a timer round queued the re-announcement", || {
+        let db = app.db.clone();
+        async move {
+            storage::leads::get(&db, hot_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|l| l.sla_reminders == 1)
+        }
+    })
+    .await;
+    app.clock.advance(Duration::from_secs(15 * 60 + 1));
+    eventually("a later timer round queued the second", || {
+        let db = app.db.clone();
+        async move {
+            storage::leads::get(&db, hot_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|l| l.sla_reminders == 2)
+        }
+    })
+    .await;
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM outbox WHERE chat_id = $1 ORDER BY id DESC LIMIT 1")
+            .bind(user.id)
+            .fetch_one(&pool)
+            .await
+            .expect("the question's row");
+    assert_eq!(
+        status, "sending",
+        "the question in flight at the stop waits for start-up"
+    );
+    assert_eq!(count_bot(&app, user.id, NEED).await, 1);
 }
 
 both_databases! {
