@@ -427,6 +427,19 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tasks.spawn(sender.run(stop_rx.clone()));
+    // SQLite: the log is copied into the database file beside the writers rather than by one of
+    // them inside its commit (see `storage::checkpoint`).
+    if let Db::Sqlite(pool) = &db {
+        match storage::checkpoint::Checkpointer::open(pool).await {
+            Ok(checkpointer) => {
+                tasks.spawn(checkpointer.run(stop_rx.clone()));
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot open a connection for checkpoints; writers checkpoint the SQLite log themselves"
+            ),
+        }
+    }
 
     shutdown.await;
     tracing::info!("shutting down");
