@@ -538,9 +538,10 @@ on the server.
 - **leadbot's open-loop tail.** A step is two write turns at SQLite's one writer (the intake that \
 stores and applies the update, the recording of the sends), each about a dozen statements handed to \
 SQLite's thread and back; at 500 steps/s that turn is busy about two thirds of the time, so an update \
-often waits for the turn before it or the poll it rides on, and the commit that copies the \
-write-ahead log into the database file takes 4.5-5 ms where most take 0.13 ms (optimisation log, \
-sixteenth round).
+often waits for the turn before it or the poll it rides on (an intake takes about 1.1 ms at the median, \
+2.7 ms at the p99). The write-ahead log is copied into the database file beside the writers, every \
+20 ms on a connection of its own; when a committing writer did it (every hundredth commit or so, \
+4.5-5 ms each) the p99 was 8-9 ms (optimisation log, seventeenth round).
 - **Peers.** The teloxide dialogue peer serialises each chat's dialogue state through `SqliteStorage` \
 (one connection, a write per step); aiogram is CPU-bound in one Python process; both confirm updates to \
 Telegram before handling them, so a crash loses queued updates (leadbot does not).
