@@ -629,14 +629,13 @@ async fn a_restarted_bots_timers_leave_the_last_runs_messages_to_start_up() {
         })
         .await;
     }
-    let (status,): (String,) =
-        sqlx::query_as("SELECT status FROM outbox WHERE chat_id = $1 ORDER BY id DESC LIMIT 1")
-            .bind(user.id)
-            .fetch_one(&pool)
-            .await
-            .expect("the question's row");
+    let status = outbox_rows(&app, user.id)
+        .await
+        .pop()
+        .map(|(status, _)| status);
     assert_eq!(
-        status, "sending",
+        status.as_deref(),
+        Some("sending"),
         "the question in flight at the stop waits for start-up"
     );
     assert_eq!(count_bot(&app, user.id, NEED).await, 1);
@@ -649,11 +648,7 @@ both_databases! {
         let chat = user.id;
         // The greeting and the consent question are claimed together and sent one after the
         // other; the greeting's first send fails, so the question must wait for its retry.
-        app.fake.fail_when(1, Fault::CloseConnection, move |method, params| {
-            method == "sendMessage"
-                && params["chat_id"] == chat
-                && params["text"].as_str().is_some_and(|t| t.starts_with("Здравствуйте"))
-        });
+        fail_greeting(&app, chat, Fault::CloseConnection);
         app.fake.push(user.command("start", "vk_ads"));
         bot_says(&app, user.id, "согласие").await;
         app.settle().await;
@@ -673,25 +668,38 @@ both_databases! {
             "the greeting failed, then went out, then the question: {sends:?}"
         );
         // The question was tried once: the claim that stopped before it did not count.
-        const ATTEMPTS: &str = "SELECT attempts FROM outbox WHERE chat_id = $1 ORDER BY id";
-        let attempts: Vec<(i32,)> = match &app.db {
-            storage::Db::Sqlite(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
-            storage::Db::Postgres(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
-        }
-        .expect("attempts");
-        assert_eq!(attempts, vec![(2,), (1,)]);
+        assert_eq!(outbox_attempts(&app, chat).await, [2, 1]);
     }
 }
 
-/// The statuses of a chat's outbox rows, oldest first.
-async fn outbox_statuses(app: &TestApp, chat: i64) -> Vec<String> {
-    const SQL: &str = "SELECT status FROM outbox WHERE chat_id = $1 ORDER BY id";
-    let rows: Vec<(String,)> = match &app.db {
+/// A chat's outbox rows, oldest first: status and attempts.
+async fn outbox_rows(app: &TestApp, chat: i64) -> Vec<(String, i32)> {
+    const SQL: &str = "SELECT status, attempts FROM outbox WHERE chat_id = $1 ORDER BY id";
+    match &app.db {
         storage::Db::Sqlite(p) => sqlx::query_as(SQL).bind(chat).fetch_all(p).await,
         storage::Db::Postgres(p) => sqlx::query_as(SQL).bind(chat).fetch_all(p).await,
     }
-    .expect("statuses");
-    rows.into_iter().map(|(s,)| s).collect()
+    .expect("outbox rows")
+}
+
+/// The attempts of a chat's outbox rows, oldest first.
+async fn outbox_attempts(app: &TestApp, chat: i64) -> Vec<i32> {
+    outbox_rows(app, chat)
+        .await
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// The chat's next greeting send meets `fault` (once).
+fn fail_greeting(app: &TestApp, chat: i64, fault: Fault) {
+    app.fake.fail_when(1, fault, move |method, params| {
+        method == "sendMessage"
+            && params["chat_id"] == chat
+            && params["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Здравствуйте"))
+    });
 }
 
 both_databases! {
@@ -699,18 +707,14 @@ both_databases! {
         let app = bot_with_short_timeout(backend).await;
         let user = User::new(4402).lang("ru");
         let chat = user.id;
-        app.fake.fail_when(1, Fault::Hang, move |method, params| {
-            method == "sendMessage"
-                && params["chat_id"] == chat
-                && params["text"].as_str().is_some_and(|t| t.starts_with("Здравствуйте"))
-        });
+        fail_greeting(&app, chat, Fault::Hang);
         app.fake.push(user.command("start", "vk_ads"));
         // On SQLite the question is claimed with the greeting (one chain), on PostgreSQL it
         // waits unclaimed; either way it is not sent while the greeting hangs.
         let claimed = if app.db.is_postgres() { 1 } else { 2 };
         let deadline = Instant::now() + WAIT;
         loop {
-            let statuses = outbox_statuses(&app, chat).await;
+            let statuses: Vec<String> = outbox_rows(&app, chat).await.into_iter().map(|(s, _)| s).collect();
             if statuses.iter().filter(|s| *s == "sending").count() == claimed {
                 break;
             }
@@ -731,12 +735,6 @@ both_databases! {
         assert_eq!(texts.len(), 3, "{texts:?}");
         assert!(texts[0].starts_with("Здравствуйте") && texts[1].starts_with("Здравствуйте"), "{texts:?}");
         assert_eq!(count_bot(&app, user.id, "согласие").await, 1);
-        const ATTEMPTS: &str = "SELECT attempts FROM outbox WHERE chat_id = $1 ORDER BY id";
-        let attempts: Vec<(i32,)> = match &app.db {
-            storage::Db::Sqlite(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
-            storage::Db::Postgres(p) => sqlx::query_as(ATTEMPTS).bind(chat).fetch_all(p).await,
-        }
-        .expect("attempts");
-        assert_eq!(attempts, vec![(2,), (1,)], "the question's claim behind the hung greeting is not counted");
+        assert_eq!(outbox_attempts(&app, chat).await, [2, 1], "the question's claim behind the hung greeting is not counted");
     }
 }
