@@ -212,20 +212,20 @@ pub(super) async fn handle(
         );
     }
     if spec.name == "getUpdates" {
-        let reply = get_updates(&shared, &params).await;
-        return answer(&shared, &spec.name, Value::Object(params), reply);
+        return match get_updates(&shared, &params).await {
+            Polled::Recorded(reply) => {
+                let (status, body) = reply.http().unwrap_or((500, Value::Null));
+                json_response(status, body)
+            }
+            Polled::Answer(reply) => answer(&shared, &spec.name, Value::Object(params), reply),
+        };
     }
     // Handled and recorded under one lock: a test that sees what a request did (a message in a
     // chat) also sees the request and its status.
     let (reply, http) = shared.update(|s| {
         let reply = s.handle(&spec.name, &params, &files);
         let http = reply.http();
-        s.requests.push(RecordedRequest {
-            method: spec.name.clone(),
-            params: Value::Object(params),
-            status: http.as_ref().map(|(status, _)| *status),
-            response: http.as_ref().map_or(Value::Null, |(_, body)| body.clone()),
-        });
+        push_request(s, &spec.name, Value::Object(params), http.clone());
         (reply, http)
     });
     match reply {
@@ -263,13 +263,20 @@ fn not_found() -> Value {
 }
 
 fn record(shared: &Shared, method: &str, params: Value, status: Option<u16>, response: Value) {
-    shared.update(|s| {
-        s.requests.push(RecordedRequest {
-            method: method.to_owned(),
-            params,
-            status,
-            response,
-        });
+    shared.update(|s| push_request(s, method, params, status.map(|status| (status, response))));
+}
+
+/// Records a request with its HTTP answer (`None`: hung or closed).
+fn push_request(state: &mut State, method: &str, params: Value, http: Option<(u16, Value)>) {
+    let (status, response) = match http {
+        Some((status, body)) => (Some(status), body),
+        None => (None, Value::Null),
+    };
+    state.requests.push(RecordedRequest {
+        method: method.to_owned(),
+        params,
+        status,
+        response,
     });
 }
 
@@ -386,7 +393,14 @@ const CONFLICT_WEBHOOK: &str = "Conflict: can't use getUpdates method while webh
 
 /// Long polling as Telegram does it: confirm by offset, then wait until an update arrives,
 /// the timeout passes, or a newer `getUpdates` call takes over.
-async fn get_updates(shared: &Shared, params: &Params) -> Reply {
+/// What a `getUpdates` came to: a batch recorded with the updates it hands out, or an answer for
+/// the caller to record.
+enum Polled {
+    Recorded(Reply),
+    Answer(Reply),
+}
+
+async fn get_updates(shared: &Shared, params: &Params) -> Polled {
     let as_i64 = |key: &str| params.get(key).and_then(Value::as_i64);
     let limit = usize::try_from(as_i64("limit").unwrap_or(100).clamp(1, 100)).unwrap_or(100);
     let timeout = u64::try_from(as_i64("timeout").unwrap_or(0)).unwrap_or(0);
@@ -415,7 +429,7 @@ async fn get_updates(shared: &Shared, params: &Params) -> Reply {
     });
     let generation = match started {
         Ok(generation) => generation,
-        Err(reply) => return reply,
+        Err(reply) => return Polled::Answer(reply),
     };
     let mut changed = shared.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
@@ -424,25 +438,36 @@ async fn get_updates(shared: &Shared, params: &Params) -> Reply {
         {
             let mut state = shared.lock();
             if state.poll_generation != generation {
-                return Reply::Error {
+                return Polled::Answer(Reply::Error {
                     code: 409,
                     description: CONFLICT_POLL.into(),
                     retry_after: None,
-                };
+                });
             }
             let batch = state.deliverable(limit);
             if !batch.is_empty() || Instant::now() >= deadline {
-                return Reply::Ok(Value::Array(batch));
+                // Recorded under the lock that hands the updates out: a test that sees them
+                // delivered also sees the request that carried them.
+                let reply = Reply::Ok(Value::Array(batch));
+                push_request(
+                    &mut state,
+                    "getUpdates",
+                    Value::Object(params.clone()),
+                    reply.http(),
+                );
+                drop(state);
+                shared.changed.send_modify(|version| *version += 1);
+                return Polled::Recorded(reply);
             }
         }
         tokio::select! {
             result = changed.changed() => {
                 if result.is_err() {
-                    return Reply::Ok(json!([]));
+                    return Polled::Answer(Reply::Ok(json!([])));
                 }
             }
             () = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|&stopped| stopped) => return Reply::Ok(json!([])),
+            _ = shutdown.wait_for(|&stopped| stopped) => return Polled::Answer(Reply::Ok(json!([]))),
         }
     }
 }
