@@ -358,6 +358,12 @@ async fn store_and_apply(
 ) -> Result<Intake, prospect::ProspectError> {
     let now = app.clock.now_ms();
     let incoming: Vec<&updates::IncomingUpdate> = batch.iter().map(|r| &r.incoming).collect();
+    // Taken before the transaction (and so before SQLite's write turn), held until the rows
+    // claimed for the worker are given: see `outbox::handover`.
+    let _claiming = match &app.handover {
+        Some(h) => Some(h.claiming().await),
+        None => None,
+    };
     let mut tx = app.db.begin().await?;
     let users: Vec<i64> = incoming.iter().filter_map(|u| u.user_id).collect();
     let waiting = updates::users_waiting(&mut tx, &users, MAX_ATTEMPTS).await?;
@@ -394,7 +400,13 @@ async fn store_and_apply(
         _ => Vec::new(),
     };
     let promotes = tx.promotes_at_commit();
-    tx.commit().await?;
+    if let Err(e) = tx.commit().await {
+        // The commit may have been applied all the same, and the rows claimed with it.
+        if let Some(h) = app.handover.as_ref().filter(|_| !handed.is_empty()) {
+            h.lost();
+        }
+        return Err(e.into());
+    }
     app.answers.send(answers);
     // Rows handed over wake the worker themselves, and it need not claim: this claim took
     // every row due then, or as many as the worker has room for (it claims more when it

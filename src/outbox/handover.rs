@@ -1,9 +1,16 @@
 //! Rows claimed by the transaction that enqueued them, passed to the worker in memory: the worker
 //! sends them without a turn at the database of its own to claim them (on SQLite that turn
 //! waited behind the next batch's transaction, on PostgreSQL it was a round trip).
+//!
+//! A claim whose commit fails may still have been applied (PostgreSQL can commit and the
+//! connection break before the answer arrives): its rows are then `sending` for this process
+//! with no one to send them. Whoever sees such a failure calls [`Handover::lost`]; transactions
+//! then claim nothing for the worker, the worker stops claiming and, once it holds no row and no
+//! claim for it is under way ([`Handover::claiming`] keeps the sweep out), puts back every row
+//! still `sending` for this process (`storage::ops::release_lost`), and claiming resumes.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::storage::outbox::Row;
 
@@ -19,6 +26,11 @@ pub struct Handover {
     owner: Option<i64>,
     /// Woken when rows are given.
     given: tokio::sync::Notify,
+    /// Held (shared) by each transaction that may claim rows for the worker, from before it
+    /// begins until its rows are given; the sweep of lost claims holds it alone.
+    gate: tokio::sync::RwLock<()>,
+    /// Set when a claim's outcome is unknown, until the sweep put its rows back.
+    unsure: AtomicBool,
 }
 
 impl Handover {
@@ -29,11 +41,17 @@ impl Handover {
             limit,
             owner,
             given: tokio::sync::Notify::new(),
+            gate: tokio::sync::RwLock::new(()),
+            unsure: AtomicBool::new(false),
         }
     }
 
-    /// How many more rows a transaction may claim for the worker now.
+    /// How many more rows a transaction may claim for the worker now: none while a lost claim
+    /// waits for the sweep.
     pub fn room(&self) -> i64 {
+        if self.is_unsure() {
+            return 0;
+        }
         let waiting = i64::try_from(self.lock().len()).unwrap_or(i64::MAX);
         self.limit
             .saturating_sub(self.in_flight.load(Ordering::Relaxed))
@@ -60,6 +78,40 @@ impl Handover {
     /// The rows given since the last call (the worker's side).
     pub fn take(&self) -> Vec<Row> {
         std::mem::take(&mut *self.lock())
+    }
+
+    /// Held by a transaction that may claim rows for the worker, from before it begins until its
+    /// rows are given (or it failed, and said so with [`Handover::lost`]).
+    pub async fn claiming(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
+    }
+
+    /// A claim for this process failed in a way that may have left its rows claimed: claiming
+    /// stops until the worker swept them back.
+    pub fn lost(&self) {
+        self.unsure.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a lost claim waits for the sweep.
+    pub fn is_unsure(&self) -> bool {
+        self.unsure.load(Ordering::SeqCst)
+    }
+
+    /// The worker's side, holding no row: once no claim is under way and no row waits to be
+    /// taken, runs `sweep` (which puts back the rows still claimed for this process) and, if it
+    /// succeeded, lets claiming resume. What `sweep` returned (the rows put back); `None` when
+    /// rows wait to be taken (they are sent first).
+    pub async fn sweep<E>(
+        &self,
+        sweep: impl Future<Output = Result<u64, E>>,
+    ) -> Result<Option<u64>, E> {
+        let _alone = self.gate.write().await;
+        if !self.lock().is_empty() {
+            return Ok(None);
+        }
+        let put_back = sweep.await?;
+        self.unsure.store(false, Ordering::SeqCst);
+        Ok(Some(put_back))
     }
 
     /// The worker tells how many rows it holds.
@@ -97,5 +149,34 @@ mod tests {
         h.set_in_flight(9);
         assert!(h.room() < 0, "over the limit: nothing more is claimed");
         assert!(h.take().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_claim_stops_claiming_until_swept_with_no_claim_under_way() {
+        let h = std::sync::Arc::new(Handover::new(4, Some(7)));
+        let claiming = h.claiming().await;
+        h.lost();
+        assert_eq!(h.room(), 0, "nothing is claimed while the sweep waits");
+        // The sweep waits for the transaction under way to give its rows.
+        let sweeper = h.clone();
+        let sweep = tokio::spawn(async move { sweeper.sweep(async { Ok::<u64, ()>(3) }).await });
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(!sweep.is_finished(), "swept while a claim was under way");
+        h.give(vec![row(1)]);
+        drop(claiming);
+        assert_eq!(
+            sweep.await.ok(),
+            Some(Ok(None)),
+            "rows given are sent first"
+        );
+        assert!(h.is_unsure());
+        assert_eq!(h.take().len(), 1);
+        // A sweep that fails leaves claiming stopped; one that succeeds resumes it.
+        assert_eq!(h.sweep(async { Err::<u64, ()>(()) }).await, Err(()));
+        assert!(h.is_unsure());
+        assert_eq!(h.room(), 0);
+        assert_eq!(h.sweep(async { Ok::<u64, ()>(2) }).await, Ok(Some(2)));
+        assert!(!h.is_unsure());
+        assert_eq!(h.room(), 4);
     }
 }

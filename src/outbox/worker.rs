@@ -204,8 +204,10 @@ impl Worker {
         }
     }
 
-    /// Records outcomes, retrying with backoff while the database is unreachable: giving up would
-    /// leave the rows `sending` until a restart, and then send them again. Up to `claim` due rows
+    /// Records outcomes, retrying with backoff while the database is unreachable: a row left
+    /// `sending` is sent again after a restart. After [`RECORD_PATIENCE`] the caller decides
+    /// (`run` tries again every round, so that the worker's other sends are recorded meanwhile;
+    /// at shutdown the rows are left). Up to `claim` due rows
     /// are claimed in the same transaction as the deliveries (the rows they unblock among them),
     /// and returned.
     async fn record_patiently(
@@ -219,6 +221,11 @@ impl Worker {
             match self.record(done, claim).await {
                 Ok(claimed) => return Ok(claimed),
                 Err(e) if started.elapsed() < RECORD_PATIENCE => {
+                    if claim > 0 {
+                        // The transaction that claimed may have been committed all the same,
+                        // or committed before a later step failed: its rows are lost to us.
+                        self.claim_lost();
+                    }
                     tracing::warn!(error = %e, rows = done.len(), "cannot record deliveries; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
@@ -501,18 +508,38 @@ impl Worker {
         // claim (with the deliveries it recorded) took fewer than it could, nor after rows were
         // handed over (the transaction that did so claimed what was due).
         let mut claim = true;
+        // Outcomes whose recording gave up (the database away for long): tried again every
+        // round. Their rows stay `sending` and held, so the sweep of lost claims waits for them:
+        // a message Telegram accepted is not sent again.
+        let mut unrecorded: Vec<Delivered> = Vec::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             self.send_handed(&mut in_flight);
+            if !unrecorded.is_empty() {
+                match self.record(&unrecorded, 0).await {
+                    Ok(_) => unrecorded.clear(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, rows = unrecorded.len(), "cannot record deliveries yet; retrying")
+                    }
+                }
+            }
+            if in_flight.is_empty() && unrecorded.is_empty() {
+                self.sweep_lost().await;
+                self.send_handed(&mut in_flight);
+            }
             let room = self.room(&in_flight);
             if room > 0 && claim {
                 match storage::outbox::claim_due_by(&self.db, self.clock.now_ms(), room, self.owner)
                     .await
                 {
                     Ok(rows) => self.spawn_sends(&mut in_flight, rows),
-                    Err(e) => tracing::warn!(error = %e, "cannot claim outbox rows; retrying"),
+                    Err(e) => {
+                        // The claim may have been applied, its answer lost.
+                        self.claim_lost();
+                        tracing::warn!(error = %e, "cannot claim outbox rows; retrying");
+                    }
                 }
             }
             // Rows blocked behind a chat's send in flight are claimed when its delivery is
@@ -559,7 +586,10 @@ impl Worker {
                             claim = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= room;
                             self.spawn_sends(&mut in_flight, rows);
                         }
-                        Err(e) => tracing::error!(error = %e, "deliveries not recorded; they will be sent again after a restart"),
+                        Err(e) => {
+                            tracing::error!(error = %e, rows = done.len(), "deliveries not recorded yet; tried again every round");
+                            unrecorded.append(&mut done);
+                        }
                     }
                 }
                 () = self.handed() => claim = false,
@@ -573,10 +603,15 @@ impl Worker {
         if let Some(handover) = &self.handover {
             self.spawn_sends(&mut in_flight, handover.take());
         }
+        if !unrecorded.is_empty()
+            && let Err(e) = self.record_patiently(&unrecorded, 0).await
+        {
+            tracing::error!(error = %e, "deliveries not recorded at shutdown; they will be sent again after a restart");
+        }
         while let Some(first) = in_flight.join_next().await {
             let done = self.go_on(finished(first, &mut in_flight), &mut in_flight);
             if let Err(e) = self.record_patiently(&done, 0).await {
-                tracing::error!(error = %e, "deliveries not recorded at shutdown");
+                tracing::error!(error = %e, "deliveries not recorded at shutdown; they will be sent again after a restart");
             }
         }
         tracing::info!("outbox worker stopped");
@@ -597,9 +632,44 @@ impl Worker {
         }
     }
 
-    /// How many more rows (chains) may be in flight.
+    /// How many more rows (chains) may be in flight: none while a lost claim waits for the
+    /// sweep (see `outbox::handover`), so that the worker comes to hold none.
     fn room(&self, in_flight: &JoinSet<Sent>) -> i64 {
+        if self.handover.as_ref().is_some_and(|h| h.is_unsure()) {
+            return 0;
+        }
         self.batch - i64::try_from(in_flight.len()).unwrap_or(i64::MAX)
+    }
+
+    /// A claim's outcome is unknown: its rows may be `sending` with no one to send them.
+    fn claim_lost(&self) {
+        if let Some(h) = &self.handover {
+            h.lost();
+        }
+    }
+
+    /// After a lost claim, with nothing in flight: puts back the rows still claimed for this
+    /// process once no claim for it is under way (see `outbox::handover`).
+    async fn sweep_lost(&self) {
+        let Some(h) = self.handover.as_ref().filter(|h| h.is_unsure()) else {
+            return;
+        };
+        match h
+            .sweep(storage::ops::release_lost(&self.db, self.owner))
+            .await
+        {
+            Ok(Some(0) | None) => {}
+            Ok(Some(n)) => {
+                tracing::warn!(
+                    rows = n,
+                    "messages whose claim was lost are put back to be sent"
+                );
+                self.wake.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot put back the messages of a lost claim yet; retrying")
+            }
+        }
     }
 }
 

@@ -267,6 +267,25 @@ pub async fn release_orphans(db: &Db, me: i64) -> Result<u64, StorageError> {
     }
 }
 
+/// Puts back the outbox rows claimed by `me` (this process) that are `sending`: only for a
+/// worker with nothing in flight and no claim for it under way (see `outbox::handover`), when a
+/// claim's outcome was lost (its commit failed after the database may have applied it), so that
+/// no row stays `sending` with no one to send it. Returns how many rows were put back.
+pub async fn release_lost(db: &Db, me: Option<i64>) -> Result<u64, StorageError> {
+    let sql = if db.is_postgres() {
+        "UPDATE outbox SET status = 'pending', claimed_by = NULL
+         WHERE status = 'sending' AND claimed_by IS NOT DISTINCT FROM $1"
+    } else {
+        "UPDATE outbox SET status = 'pending', claimed_by = NULL
+         WHERE status = 'sending' AND claimed_by IS $1"
+    };
+    Ok(write_db!(db, |c| sqlx::query(sql)
+        .bind(me)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?)
+}
+
 /// The stored webhook secret, created from `fresh` by the first replica that asks.
 pub async fn webhook_secret(db: &Db, fresh: &str) -> Result<String, StorageError> {
     write_db!(db, |c| sqlx::query(

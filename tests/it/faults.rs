@@ -220,6 +220,100 @@ async fn the_bot_waits_out_a_postgres_outage_and_loses_no_update() {
     assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
 }
 
+/// PostgreSQL applied a commit and the connection broke before the bot heard so: the bot sees an
+/// error for a transaction that did happen. When that transaction claimed messages for this
+/// process's worker (an update's hand-over, the worker's own claim, a recording that claims the
+/// next messages), they were `sending` with no one to send them until a restart. They are put
+/// back and sent, once each. A proxy in front of the database loses the answer to two commits of
+/// each kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_claimed_by_a_commit_whose_answer_was_lost_are_sent_once() {
+    use crate::support::pg_proxy::PgProxy;
+    let Some(backend) =
+        Backend::postgres("faults::messages_claimed_by_a_commit_whose_answer_was_lost")
+    else {
+        return;
+    };
+    let Backend::Postgres(admin_url) = backend.clone() else {
+        return;
+    };
+    let proxy = PgProxy::start(&admin_url).await;
+    fn has(statements: &[String], sql: &str) -> bool {
+        statements.iter().any(|s| s.contains(sql))
+    }
+    const CLAIM: &str = "UPDATE outbox SET status = 'sending'";
+    const UPDATE: &str = "INSERT INTO updates";
+    const SENT: &str = "UPDATE outbox SET status = 'sent'";
+    proxy.lose_commits("an update's", 2, |s| has(s, CLAIM) && has(s, UPDATE));
+    proxy.lose_commits("a recording's", 2, |s| {
+        has(s, CLAIM) && has(s, SENT) && !has(s, UPDATE)
+    });
+    proxy.lose_commits("the worker's", 2, |s| s.len() == 1 && has(s, CLAIM));
+    let app = TestApp::spawn_configured(backend, crate::support::app::shipped_dialogues(), |s| {
+        s.database_url = proxy.url(&s.database_url);
+    })
+    .await;
+    let seed = crowd::seed();
+    let mut crowd = Crowd::new(5, 660_000, seed, 0.0);
+    let result = crowd
+        .drive(&app.fake, Duration::from_secs(60), |_, _| {})
+        .await;
+    if let Err(e) = result {
+        panic!("{e}\nseed {seed}\n{}", crowd::backlog_report(&app.db).await);
+    }
+    if let Err(e) = settle(&app.db, Duration::from_secs(30)).await {
+        panic!("{e}; seed {seed}\n{}", crowd::backlog_report(&app.db).await);
+    }
+    for kind in ["an update's", "a recording's", "the worker's"] {
+        assert_eq!(
+            proxy.lost(kind),
+            2,
+            "{kind} commits lost: the test did not test that kind"
+        );
+    }
+    let dups = crowd::check(&crowd, &app.fake, &app.db).await;
+    assert_eq!(dups.total(), 0, "messages doubled; seed {seed}");
+    assert!(app.is_running());
+}
+
+both_databases! {
+    /// The sweep after a lost claim puts back this process's rows still `sending`, and nothing
+    /// else: not another replica's, not a row delivered or waiting.
+    async fn the_sweep_after_a_lost_claim_puts_back_only_this_processs_rows(backend: Backend) {
+        use storage::outbox;
+        let (_test_db, db) = crate::support::app::TestDb::migrated(&backend).await;
+        let now = 1_000;
+        let mut tx = db.begin().await.expect("begin");
+        for (key, chat) in [("mine", 1), ("theirs", 2), ("sent", 3), ("waiting", 4)] {
+            let action = r#"{"type":"send_message","text":"Hi"}"#;
+            outbox::enqueue(&mut tx, key, None, chat, action, true, now)
+                .await
+                .expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+        let claim = |owner: i64| outbox::claim_due_by(&db, now, 1, Some(owner));
+        let mine = claim(5).await.expect("claim");
+        let theirs = claim(6).await.expect("claim");
+        let sent = claim(5).await.expect("claim");
+        assert_eq!((mine.len(), theirs.len(), sent.len()), (1, 1, 1));
+        let mut tx = db.begin().await.expect("begin");
+        outbox::mark_sent_in(&mut tx, &[(sent[0].id, Some(10))], now)
+            .await
+            .expect("mark sent");
+        tx.commit().await.expect("commit");
+        assert_eq!(storage::ops::release_lost(&db, Some(5)).await.expect("sweep"), 1);
+        let status = |key: &'static str| {
+            let db = db.clone();
+            async move { outbox::by_key(&db, key).await.expect("row").expect("stored").status }
+        };
+        assert_eq!(status("mine").await, "pending");
+        assert_eq!(status("theirs").await, "sending");
+        assert_eq!(status("sent").await, "sent");
+        assert_eq!(status("waiting").await, "pending");
+        assert_eq!(storage::ops::release_lost(&db, Some(5)).await.expect("sweep"), 0);
+    }
+}
+
 /// Highest `attempts` among stored updates.
 async fn max_update_attempts(db: &leadbot::storage::Db) -> i32 {
     const SQL: &str = "SELECT COALESCE(MAX(attempts), 0) FROM updates";

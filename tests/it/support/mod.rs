@@ -9,6 +9,7 @@ pub mod bot_api;
 pub mod crowd;
 pub mod fake_telegram;
 pub mod html;
+pub mod pg_proxy;
 pub mod updates;
 
 // Convenience re-exports; each test module imports the few it needs.
