@@ -261,14 +261,36 @@ impl CrmWorker {
 
     /// Runs until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // After a failed round, events may be `sending` for this process with no round to
+        // deliver them: a claim whose commit PostgreSQL applied though the bot saw an error, or an
+        // outcome not recorded. Between rounds the worker holds none, so they are put back (sent
+        // again, under the same idempotency key).
+        let mut lost = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            if lost {
+                match storage::ops::release_lost(
+                    &self.db,
+                    storage::ops::Claimed::CrmEvents,
+                    Some(self.owner),
+                )
+                .await
+                {
+                    Ok(_) => lost = false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot put back CRM events yet; retrying")
+                    }
+                }
+            }
             match self.step().await {
                 Ok(Round::Done(_)) => continue,
                 Ok(Round::Empty) => {}
-                Err(e) => tracing::warn!(error = %e, "CRM round failed; retrying"),
+                Err(e) => {
+                    lost = true;
+                    tracing::warn!(error = %e, "CRM round failed; retrying");
+                }
             }
             let idle = match storage::crm::next_due(&self.db).await {
                 Ok(Some(at)) => {

@@ -655,7 +655,11 @@ impl Worker {
             return;
         };
         match h
-            .sweep(storage::ops::release_lost(&self.db, self.owner))
+            .sweep(storage::ops::release_lost(
+                &self.db,
+                storage::ops::Claimed::Outbox,
+                self.owner,
+            ))
             .await
         {
             Ok(Some(0) | None) => {}

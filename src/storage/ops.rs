@@ -267,19 +267,39 @@ pub async fn release_orphans(db: &Db, me: i64) -> Result<u64, StorageError> {
     }
 }
 
-/// Puts back the outbox rows claimed by `me` (this process) that are `sending`: only for a
-/// worker with nothing in flight and no claim for it under way (see `outbox::handover`), when a
-/// claim's outcome was lost (its commit failed after the database may have applied it), so that
-/// no row stays `sending` with no one to send it. Returns how many rows were put back.
-pub async fn release_lost(db: &Db, me: Option<i64>) -> Result<u64, StorageError> {
-    let sql = if db.is_postgres() {
-        "UPDATE outbox SET status = 'pending', claimed_by = NULL
-         WHERE status = 'sending' AND claimed_by IS NOT DISTINCT FROM $1"
+/// A table whose rows a worker claims (`sending`, stamped with its instance id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Messages, claimed by the outbox worker (and for it by the transactions that enqueue them).
+    Outbox,
+    /// CRM events, claimed by the CRM worker.
+    CrmEvents,
+}
+
+impl Claimed {
+    fn table(self) -> &'static str {
+        match self {
+            Claimed::Outbox => "outbox",
+            Claimed::CrmEvents => "crm_events",
+        }
+    }
+}
+
+/// Puts back the rows of `table` claimed by `me` (this process) that are `sending`: only for a
+/// worker that holds none of them and with no claim for it under way (see `outbox::handover`),
+/// when a claim's outcome was lost (its commit failed after the database may have applied it),
+/// so that no row stays `sending` with no one to send it. Returns how many rows were put back.
+pub async fn release_lost(db: &Db, table: Claimed, me: Option<i64>) -> Result<u64, StorageError> {
+    let owner = if db.is_postgres() {
+        "claimed_by IS NOT DISTINCT FROM $1"
     } else {
-        "UPDATE outbox SET status = 'pending', claimed_by = NULL
-         WHERE status = 'sending' AND claimed_by IS $1"
+        "claimed_by IS $1"
     };
-    Ok(write_db!(db, |c| sqlx::query(sql)
+    let sql = format!(
+        "UPDATE {} SET status = 'pending', claimed_by = NULL WHERE status = 'sending' AND {owner}",
+        table.table()
+    );
+    Ok(write_db!(db, |c| sqlx::query(&sql)
         .bind(me)
         .execute(c)
         .await

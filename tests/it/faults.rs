@@ -228,7 +228,7 @@ async fn the_bot_waits_out_a_postgres_outage_and_loses_no_update() {
 /// each kind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_claimed_by_a_commit_whose_answer_was_lost_are_sent_once() {
-    use crate::support::pg_proxy::PgProxy;
+    use crate::support::pg_proxy::{PgProxy, Ran};
     let Some(backend) =
         Backend::postgres("faults::messages_claimed_by_a_commit_whose_answer_was_lost")
     else {
@@ -238,17 +238,23 @@ async fn messages_claimed_by_a_commit_whose_answer_was_lost_are_sent_once() {
         return;
     };
     let proxy = PgProxy::start(&admin_url).await;
-    fn has(statements: &[String], sql: &str) -> bool {
-        statements.iter().any(|s| s.contains(sql))
+    fn has(statements: &[Ran], sql: &str) -> bool {
+        statements.iter().any(|(s, _)| s.contains(sql))
+    }
+    // A claim that took rows.
+    fn claims(statements: &[Ran]) -> bool {
+        statements
+            .iter()
+            .any(|(s, rows)| s.contains(CLAIM) && *rows > 0)
     }
     const CLAIM: &str = "UPDATE outbox SET status = 'sending'";
     const UPDATE: &str = "INSERT INTO updates";
     const SENT: &str = "UPDATE outbox SET status = 'sent'";
-    proxy.lose_commits("an update's", 2, |s| has(s, CLAIM) && has(s, UPDATE));
+    proxy.lose_commits("an update's", 2, |s| claims(s) && has(s, UPDATE));
     proxy.lose_commits("a recording's", 2, |s| {
-        has(s, CLAIM) && has(s, SENT) && !has(s, UPDATE)
+        claims(s) && has(s, SENT) && !has(s, UPDATE)
     });
-    proxy.lose_commits("the worker's", 2, |s| s.len() == 1 && has(s, CLAIM));
+    proxy.lose_commits("the worker's", 2, |s| s.len() == 1 && claims(s));
     let app = TestApp::spawn_configured(backend, crate::support::app::shipped_dialogues(), |s| {
         s.database_url = proxy.url(&s.database_url);
     })
@@ -301,7 +307,7 @@ both_databases! {
             .await
             .expect("mark sent");
         tx.commit().await.expect("commit");
-        assert_eq!(storage::ops::release_lost(&db, Some(5)).await.expect("sweep"), 1);
+        assert_eq!(storage::ops::release_lost(&db, storage::ops::Claimed::Outbox, Some(5)).await.expect("sweep"), 1);
         let status = |key: &'static str| {
             let db = db.clone();
             async move { outbox::by_key(&db, key).await.expect("row").expect("stored").status }
@@ -310,7 +316,7 @@ both_databases! {
         assert_eq!(status("theirs").await, "sending");
         assert_eq!(status("sent").await, "sent");
         assert_eq!(status("waiting").await, "pending");
-        assert_eq!(storage::ops::release_lost(&db, Some(5)).await.expect("sweep"), 0);
+        assert_eq!(storage::ops::release_lost(&db, storage::ops::Claimed::Outbox, Some(5)).await.expect("sweep"), 0);
     }
 }
 

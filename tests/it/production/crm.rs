@@ -262,3 +262,58 @@ async fn a_crm_asking_to_retry_later_is_given_that_long() {
     node.stop().await;
     server.abort();
 }
+
+/// The CRM worker's claim was committed by PostgreSQL but its answer lost on the way (the bot saw
+/// an error): the events it took were `sending` with no round to deliver them until a restart.
+/// They are put back and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_events_whose_claims_answer_was_lost_are_still_delivered() {
+    use crate::support::pg_proxy::PgProxy;
+    let Some(backend) =
+        pg_only("it::production::crm::crm_events_whose_claims_answer_was_lost_are_still_delivered")
+    else {
+        return;
+    };
+    let Backend::Postgres(admin_url) = &backend else {
+        return;
+    };
+    let proxy = PgProxy::start(admin_url).await;
+    proxy.lose_commits("the CRM claim", 2, |statements| {
+        statements.iter().any(|(sql, rows)| {
+            sql.contains("UPDATE crm_events SET status = 'sending'") && *rows > 0
+        })
+    });
+    let w = World::new(&backend).await;
+    let secret = "crm-signing-key";
+    let receiver = Arc::new(Receiver {
+        script: Vec::new(),
+        down_until_ms: AtomicI64::new(0),
+        clock: w.clock.clone(),
+        secret: secret.to_owned(),
+        requests: AtomicUsize::new(0),
+        accepted: Mutex::new(Vec::new()),
+        bad_signatures: AtomicUsize::new(0),
+    });
+    let (crm_url, server) = start_receiver(receiver.clone()).await;
+    let mut s = w.base.clone();
+    s.crm_webhook_url = Some(crm_url);
+    s.crm_secret = Some(Secret::new(secret));
+    s.database_url = proxy.url(&s.database_url);
+    let mut node = w.polling_node(&s, Duration::from_secs(5));
+    let user = User::new(2011).lang("ru").first_name("Анна");
+    w.fake.push(user.command("start", "vk_ads"));
+    eventually("lead.created is delivered", || async {
+        storage::crm::all(&w.db)
+            .await
+            .unwrap_or_default()
+            .first()
+            .is_some_and(|e| e.status == "delivered")
+    })
+    .await;
+    assert_eq!(proxy.lost("the CRM claim"), 2, "the test lost no claim");
+    let accepted = receiver.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted[0].1["event"], "lead.created");
+    node.stop().await;
+    server.abort();
+}

@@ -3,12 +3,12 @@
 //! answer and closes the connection. The client sees an error for a transaction that was
 //! committed.
 //!
-//! It reads the client's side of the protocol just enough to know which statements a
-//! transaction ran (the text of each prepared statement, named at `Parse`, executed at `Bind`;
-//! simple queries) and where it commits (`COMMIT`, or a statement's `Sync` outside a
-//! transaction). Each group of messages up to a `Sync` (or a simple query) gets one
-//! `ReadyForQuery` back; the server's answer to a commit chosen by a rule is dropped, and the
-//! connection closed at its `ReadyForQuery`. The bot must connect with `sslmode=disable`
+//! It reads the protocol just enough to know which statements a transaction ran (the text of
+//! each prepared statement, named at `Parse`, executed at `Bind`; simple queries), how many rows
+//! each returned, and where it commits (`COMMIT`, or a statement's `Sync` outside a transaction).
+//! Each group of client messages up to a `Sync` (or a simple query) gets one `ReadyForQuery`
+//! back; the server's answer to a group is held until then, and the answer to a commit chosen by
+//! a rule is dropped and the connection closed. The bot must connect with `sslmode=disable`
 //! ([`PgProxy::url`] adds it).
 
 use std::collections::HashMap;
@@ -21,8 +21,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Whether a transaction's statements (their SQL, in order) are of the kind a rule picks.
-type Matches = Box<dyn Fn(&[String]) -> bool + Send>;
+/// A statement run: its SQL and how many rows it returned.
+pub type Ran = (String, usize);
+
+/// Whether a transaction's statements, in order, are of the kind a rule picks.
+type Matches = Box<dyn Fn(&[Ran]) -> bool + Send>;
 
 /// Which commits lose their answer: those of transactions whose statements `matches`, the next
 /// `left` times.
@@ -63,13 +66,13 @@ impl PgProxy {
         format!("{through}{joint}sslmode=disable")
     }
 
-    /// The next `times` commits of transactions whose statements (their SQL, in order) `matches`
-    /// are applied by the server and their answer lost.
+    /// The next `times` commits of transactions whose statements (each with the rows it
+    /// returned, in order) `matches` are applied by the server and their answer lost.
     pub fn lose_commits(
         &self,
         name: &'static str,
         times: usize,
-        matches: impl Fn(&[String]) -> bool + Send + 'static,
+        matches: impl Fn(&[Ran]) -> bool + Send + 'static,
     ) {
         self.lock().push(Rule {
             name,
@@ -128,34 +131,35 @@ async fn serve(client: TcpStream, upstream: String, rules: Rules) {
     let _ = server.set_nodelay(true);
     let (from_client, to_client) = client.into_split();
     let (from_server, to_server) = server.into_split();
-    // One entry per group of client messages, in order: whether its answer is to be lost.
+    // One entry per group of client messages, in order: the statements it ran.
     let (groups, answers) = mpsc::unbounded_channel();
-    let upstream = tokio::spawn(client_to_server(from_client, to_server, groups, rules));
-    server_to_client(from_server, to_client, answers).await;
+    let upstream = tokio::spawn(client_to_server(from_client, to_server, groups));
+    server_to_client(from_server, to_client, answers, rules).await;
     // Dropping both halves of both sockets closes the connection on both sides.
     upstream.abort();
 }
 
-/// What the client's messages so far tell about its transaction.
+/// What the connection's messages so far tell about its transaction.
 #[derive(Default)]
 struct Session {
-    /// Prepared statements' text by name (`""` the unnamed one).
-    statements: HashMap<String, String>,
     in_transaction: bool,
     /// Statements run in the current transaction.
-    transaction: Vec<String>,
+    transaction: Vec<Ran>,
 }
 
 impl Session {
-    /// A group of messages ran `ran`: whether its answer is to be lost.
-    fn group(&mut self, ran: Vec<String>, rules: &Rules) -> bool {
-        let mut committed: Option<Vec<String>> = None;
-        for sql in ran {
+    /// A group of messages ran `statements`, which returned `rows` rows (the last statement's):
+    /// whether its answer is to be lost.
+    fn group(&mut self, statements: Vec<String>, rows: usize, rules: &Rules) -> bool {
+        let mut committed: Option<Vec<Ran>> = None;
+        let last = statements.len().saturating_sub(1);
+        for (i, sql) in statements.into_iter().enumerate() {
             let word = sql
                 .split_whitespace()
                 .next()
                 .unwrap_or("")
                 .to_ascii_uppercase();
+            let ran = (sql, if i == last { rows } else { 0 });
             match word.as_str() {
                 "BEGIN" | "START" => {
                     self.in_transaction = true;
@@ -169,8 +173,8 @@ impl Session {
                     self.in_transaction = false;
                     self.transaction.clear();
                 }
-                _ if self.in_transaction => self.transaction.push(sql),
-                _ => committed.get_or_insert_with(Vec::new).push(sql),
+                _ if self.in_transaction => self.transaction.push(ran),
+                _ => committed.get_or_insert_with(Vec::new).push(ran),
             }
         }
         let Some(statements) = committed.filter(|s| !s.is_empty()) else {
@@ -194,17 +198,17 @@ impl Session {
 async fn client_to_server(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    groups: mpsc::UnboundedSender<bool>,
-    rules: Rules,
+    groups: mpsc::UnboundedSender<Vec<String>>,
 ) -> std::io::Result<()> {
     // The start-up message has no type byte; it is answered up to a `ReadyForQuery` too.
     let len = from.read_u32().await?;
     let mut startup = vec![0; (len as usize).saturating_sub(4)];
     from.read_exact(&mut startup).await?;
-    let _ = groups.send(false);
+    let _ = groups.send(Vec::new());
     to.write_u32(len).await?;
     to.write_all(&startup).await?;
-    let mut session = Session::default();
+    // Prepared statements' text by name (`""` the unnamed one).
+    let mut prepared: HashMap<String, String> = HashMap::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut ran: Vec<String> = Vec::new();
     loop {
@@ -220,13 +224,13 @@ async fn client_to_server(
             b'P' => {
                 let name = fields.next().unwrap_or_default().into_owned();
                 let sql = fields.next().unwrap_or_default().into_owned();
-                session.statements.insert(name, sql);
+                prepared.insert(name, sql);
                 false
             }
             b'B' => {
                 let _portal = fields.next();
                 let name = fields.next().unwrap_or_default();
-                if let Some(sql) = session.statements.get(name.as_ref()) {
+                if let Some(sql) = prepared.get(name.as_ref()) {
                     ran.push(sql.clone());
                 }
                 false
@@ -243,22 +247,24 @@ async fn client_to_server(
             _ => false,
         };
         if ends_group {
-            let lose = session.group(std::mem::take(&mut ran), &rules);
-            let _ = groups.send(lose);
+            let _ = groups.send(std::mem::take(&mut ran));
             to.write_all(&pending).await?;
             pending.clear();
         }
     }
 }
 
-/// Passes the server's answers on, group by group; drops a group's answer to be lost and
-/// returns at its `ReadyForQuery`, which closes the connection.
+/// Passes the server's answers on, a group's at its `ReadyForQuery`; drops a group's answer to
+/// be lost and returns, which closes the connection.
 async fn server_to_client(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    mut groups: mpsc::UnboundedReceiver<bool>,
+    mut groups: mpsc::UnboundedReceiver<Vec<String>>,
+    rules: Rules,
 ) {
-    let mut lose: Option<bool> = None;
+    let mut session = Session::default();
+    let mut answer: Vec<u8> = Vec::new();
+    let mut rows = 0;
     loop {
         let Ok(kind) = from.read_u8().await else {
             return;
@@ -270,24 +276,25 @@ async fn server_to_client(
         if from.read_exact(&mut body).await.is_err() {
             return;
         }
-        if lose.is_none() {
-            lose = Some(groups.recv().await.unwrap_or(false));
-        }
-        if lose == Some(true) {
-            if kind == b'Z' {
-                return;
+        answer.push(kind);
+        answer.extend_from_slice(&len.to_be_bytes());
+        answer.extend_from_slice(&body);
+        match kind {
+            // A row.
+            b'D' => rows += 1,
+            // Ready for query: the group's answer is complete.
+            b'Z' => {
+                let statements = groups.recv().await.unwrap_or_default();
+                if session.group(statements, rows, &rules) {
+                    return;
+                }
+                if to.write_all(&answer).await.is_err() {
+                    return;
+                }
+                answer.clear();
+                rows = 0;
             }
-            continue;
-        }
-        let mut message = Vec::with_capacity(body.len() + 5);
-        message.push(kind);
-        message.extend_from_slice(&len.to_be_bytes());
-        message.extend_from_slice(&body);
-        if to.write_all(&message).await.is_err() {
-            return;
-        }
-        if kind == b'Z' {
-            lose = None;
+            _ => {}
         }
     }
 }
