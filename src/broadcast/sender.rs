@@ -5,7 +5,9 @@
 //! - Recipients are claimed (`sending`, committed) in batches before their requests, then marked
 //!   `sent` / `failed` / `blocked`, or put back with a backoff; outcomes that finish together are
 //!   written in one transaction. A row still `sending` at start-up is counted `unknown` and never
-//!   sent again, so a crash can lose an offer but never double it. See [`super::dispatch`].
+//!   sent again, so a crash can lose an offer but never double it; so is one claimed ten minutes
+//!   ago and still `sending` (its sender gone for good, or its claim lost to an error after the
+//!   commit), so that the broadcast finishes. See [`super::dispatch`].
 //! - The overall rate (`LEADBOT_BROADCAST_RATE`) and one message per second per chat are kept by
 //!   exact token buckets over the injected clock; quiet hours pause sending; a 429 pauses the whole
 //!   broadcast for `retry_after`; a 403 marks the lead blocked.
@@ -46,6 +48,11 @@ pub const PROGRESS_EVERY_MS: i64 = 3_000;
 const REPORT_REFRESH_MS: i64 = 30_000;
 /// The window the current rate is measured over.
 const RATE_WINDOW_MS: i64 = 10_000;
+/// A recipient claimed this long ago and still `sending` has no one to record it (see
+/// `storage::broadcasts::stale_to_unknown`): far longer than a request and its record take.
+const STALE_SENDING_MS: i64 = 10 * 60_000;
+/// How often running broadcasts are looked at for such recipients.
+const STALE_CHECK_MS: i64 = 60_000;
 
 /// The broadcast sender.
 pub struct Sender {
@@ -62,6 +69,8 @@ struct State {
     /// Broadcasts whose progress message must be updated as soon as allowed.
     dirty: HashSet<i64>,
     pauses: Pauses,
+    /// When running broadcasts were last looked at for stale claims.
+    stale_checked_at: i64,
 }
 
 impl Sender {
@@ -114,6 +123,7 @@ impl Sender {
             running,
             dirty: HashSet::new(),
             pauses,
+            stale_checked_at: 0,
         };
         // Sending and recording have their own tasks, so that the rate does not wait for the
         // housekeeping's queries; the set belongs to this future, so aborting it (a crash, in
@@ -176,8 +186,22 @@ impl Sender {
             }
         }
         let running = store::with_status(db, "running").await?;
+        let check_stale = now - st.stale_checked_at >= STALE_CHECK_MS;
+        if check_stale {
+            st.stale_checked_at = now;
+        }
         let mut still = Vec::new();
         for b in running {
+            if check_stale {
+                let n = store::stale_to_unknown(db, b.id, now - STALE_SENDING_MS).await?;
+                if n > 0 {
+                    tracing::warn!(
+                        broadcast_id = b.id,
+                        unknown = n,
+                        "offers claimed long ago and never recorded are counted unknown and not sent again"
+                    );
+                }
+            }
             if b.expires_at <= now {
                 let n = store::expire_pending(db, b.id).await?;
                 if n > 0 {

@@ -377,6 +377,24 @@ pub async fn in_flight_to_unknown(db: &Db) -> Result<u64, StorageError> {
     })?)
 }
 
+/// Recipients of a broadcast claimed before `before` and still `sending` are `unknown`: their
+/// sender stopped for good (a replica that was not restarted) or lost its claim (a commit applied
+/// though the bot saw an error), so no one will record them. Never sent again: Telegram may have
+/// delivered them. Returns how many.
+pub async fn stale_to_unknown(db: &Db, id: i64, before: i64) -> Result<u64, StorageError> {
+    Ok(write_db!(db, |c| {
+        sqlx::query(
+            "UPDATE broadcast_recipients SET status = 'unknown'
+             WHERE broadcast_id = $1 AND status = 'sending' AND claimed_at < $2",
+        )
+        .bind(id)
+        .bind(before)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?)
+}
+
 /// Ends a broadcast whose recipients are all handled; true when it ended now.
 pub async fn finish_if_complete(db: &Db, id: i64, now: i64) -> Result<bool, StorageError> {
     let n = write_db!(db, |c| {

@@ -909,3 +909,55 @@ both_databases! {
         assert!(per.values().all(|k| *k == 1), "nobody served twice");
     }
 }
+
+both_databases! {
+    /// Recipients claimed by a sender that then vanished (a replica that was never restarted, or
+    /// a claim whose commit PostgreSQL applied though the bot saw an error) are counted unknown
+    /// ten minutes on, never sent, and the broadcast finishes instead of running forever.
+    async fn recipients_claimed_by_a_sender_that_vanished_are_counted_unknown_and_the_broadcast_finishes(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        // A first broadcast, to someone else, shows the sender running (at its start it counts
+        // rows left `sending` by the last run unknown, which would do this test's work).
+        let now = app.clock.now_ms();
+        seed(&app.db, &[Seed { source: "warmup", ..Seed::consenting(8200) }], now).await;
+        let first = create(&app, "Привет", None, "source=warmup", Duration::from_secs(3600)).await;
+        wait_done(&app, first, WAIT).await;
+        let ids: Vec<i64> = (8201..=8205).collect();
+        let seeds: Vec<Seed> = ids.iter().map(|&i| Seed::consenting(i)).collect();
+        seed(&app.db, &seeds, now).await;
+        let segment = Segment::parse("source=vk_ads").expect("segment");
+        let hour = 3_600_000;
+        let id = store::insert(
+            &app.db,
+            &NewBroadcast {
+                text: "Предложение недели",
+                button: None,
+                segment: &segment,
+                score: 30,
+                start_at: now + hour,
+                expires_at: now + 24 * hour,
+                created_by: "test",
+            },
+            now,
+        )
+        .await
+        .expect("insert broadcast");
+        // Another sender started it for an hour from now (nothing is due for this bot until
+        // then), claimed two recipients and vanished.
+        let then = Eligibility { now: now + hour, max_per_week: 2 };
+        assert_eq!(store::start(&app.db, id, &segment, then).await.expect("start"), Some(5));
+        let vanished = store::claim_due(&app.db, id, then, 2).await.expect("claim");
+        assert_eq!(vanished.claimed.len(), 2);
+        // An hour and eleven minutes on: the other three are sent, the two are counted unknown.
+        app.clock.advance(Duration::from_secs(3600 + 11 * 60));
+        wait_done(&app, id, WAIT).await;
+        let c = store::counts(&app.db, id).await.expect("counts");
+        assert_eq!((c.total, c.sent, c.unknown), (5, 3, 2), "{c:?}");
+        let per = offers_per_chat(&app);
+        for r in &vanished.claimed {
+            assert!(!per.contains_key(&r.chat_id), "a recipient claimed elsewhere was sent again");
+        }
+        assert_eq!(per.len(), 4, "the three and the first broadcast's one");
+        assert!(per.values().all(|k| *k == 1));
+    }
+}
