@@ -143,7 +143,13 @@ impl Db {
     /// Connects to `sqlite://…` (created if missing, WAL) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Db, StorageError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?;
+            // No bitmap scans: a bitmap scan cannot mark an index entry dead when it finds its
+            // row version gone, so the outbox's claims, which look for the few rows `pending`
+            // among many that were, read every dead entry again on each claim until a vacuum
+            // (in the benchmark 28,000 entries and 1,900 pages, 4-7 ms a claim, three claims a
+            // step). A plain index scan marks them the first time (then 0.07 ms). The bot's other
+            // queries go by index or read the table.
+            let opts = PgConnectOptions::from_str(url)?.options([("enable_bitmapscan", "off")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))

@@ -280,3 +280,24 @@ async fn a_crashed_process_leaves_the_sqlite_file_free_at_once() {
     bot_says(&w.fake, user.id, "Как к вам обращаться").await;
     node.stop().await;
 }
+
+/// The bot's connections do without bitmap scans (see `storage::Db::connect`): the outbox's
+/// claims then go by a plain index scan, which marks the entries of rows no longer `pending` dead
+/// the first time it meets them instead of reading them again on every claim until a vacuum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bots_connections_claim_by_plain_index_scans() {
+    let Some(backend) =
+        pg_only("it::production::replicas::the_bots_connections_claim_by_plain_index_scans")
+    else {
+        return;
+    };
+    let (_test_db, db) = TestDb::migrated(&backend).await;
+    let Db::Postgres(pool) = &db else {
+        return;
+    };
+    let (setting,): (String,) = sqlx::query_as("SHOW enable_bitmapscan")
+        .fetch_one(pool)
+        .await
+        .expect("show");
+    assert_eq!(setting, "off");
+}
