@@ -541,7 +541,7 @@ SQLite's thread and back; at 500 steps/s that turn is busy about two thirds of t
 often waits for the turn before it or the poll it rides on (an intake takes about 1.1 ms at the median, \
 2.7 ms at the p99). The write-ahead log is copied into the database file beside the writers, every \
 20 ms on a connection of its own; when a committing writer did it (every hundredth commit or so, \
-4.5-5 ms each) the p99 was 8-9 ms (optimisation log, seventeenth round).
+4.5-5 ms each) the p99 was 8-9 ms (optimisation log, seventeenth round). With PostgreSQL an intake is about eleven round trips to the server (begin, the checks, each kind of row written, the claim, the commit), 0.3-0.5 ms each on the measuring machine, so a small batch's intake takes 5-7 ms at the median and an update arriving during one waits for it; the claims used to take 4-7 ms more each, reading dead index entries again through bitmap scans (optimisation log, eighteenth round).
 - **Peers.** The teloxide dialogue peer serialises each chat's dialogue state through `SqliteStorage` \
 (one connection, a write per step); aiogram is CPU-bound in one Python process; both confirm updates to \
 Telegram before handling them, so a crash loses queued updates (leadbot does not).
