@@ -537,7 +537,8 @@ work around them (optimisation log, fourteenth round). With PostgreSQL each comm
 on the server.
 - **leadbot's open-loop tail.** A step is two write turns at SQLite's one writer (the intake that \
 stores and applies the update, the recording of the sends), each about a dozen statements handed to \
-SQLite's thread and back; at 500 steps/s that turn is busy about two thirds of the time, so an update \
+SQLite's thread and back (the timings in this bullet are from the machine of the seventeenth round; the \
+same build runs about 1.5 times slower on the one of the eighteenth); at 500 steps/s that turn is busy about two thirds of the time, so an update \
 often waits for the turn before it or the poll it rides on (an intake takes about 1.1 ms at the median, \
 2.7 ms at the p99). The write-ahead log is copied into the database file beside the writers, every \
 20 ms on a connection of its own; when a committing writer did it (every hundredth commit or so, \
