@@ -74,23 +74,36 @@ async fn start_receiver(receiver: Arc<Receiver>) -> (String, JoinHandle<()>) {
     (format!("http://{addr}/crm"), task)
 }
 
+const CRM_SECRET: &str = "crm-signing-key";
+
+/// A receiver following `script`, down until `down_until_ms` on the bot's clock, started; and
+/// the world's settings pointing the CRM webhook at it.
+async fn crm_receiver(
+    w: &World,
+    script: Vec<Answer>,
+    down_until_ms: i64,
+) -> (Arc<Receiver>, Settings, JoinHandle<()>) {
+    let receiver = Arc::new(Receiver {
+        script,
+        down_until_ms: AtomicI64::new(down_until_ms),
+        clock: w.clock.clone(),
+        secret: CRM_SECRET.to_owned(),
+        requests: AtomicUsize::new(0),
+        accepted: Mutex::new(Vec::new()),
+        bad_signatures: AtomicUsize::new(0),
+    });
+    let (crm_url, server) = start_receiver(receiver.clone()).await;
+    let mut s = w.base.clone();
+    s.crm_webhook_url = Some(crm_url);
+    s.crm_secret = Some(Secret::new(CRM_SECRET));
+    (receiver, s, server)
+}
+
 both_databases! {
     async fn a_crm_that_fails_hangs_and_is_down_for_an_hour_still_gets_every_event_once_signed(backend: Backend) {
         let w = World::new(&backend).await;
-        let secret = "crm-signing-key";
-        let receiver = Arc::new(Receiver {
-            script: vec![Answer::Fail, Answer::Fail, Answer::Hang],
-            down_until_ms: AtomicI64::new(w.clock.now_ms() + 3_600_000),
-            clock: w.clock.clone(),
-            secret: secret.to_owned(),
-            requests: AtomicUsize::new(0),
-            accepted: Mutex::new(Vec::new()),
-            bad_signatures: AtomicUsize::new(0),
-        });
-        let (crm_url, server) = start_receiver(receiver.clone()).await;
-        let mut s = w.base.clone();
-        s.crm_webhook_url = Some(crm_url);
-        s.crm_secret = Some(Secret::new(secret));
+        let script = vec![Answer::Fail, Answer::Fail, Answer::Hang];
+        let (receiver, s, server) = crm_receiver(&w, script, w.clock.now_ms() + 3_600_000).await;
         let mut node = w.polling_node(&s, Duration::from_millis(300));
 
         let intake = Intake::polling(&w.fake);
@@ -166,21 +179,8 @@ both_databases! {
 both_databases! {
     async fn forgetting_a_lead_drops_its_undelivered_crm_events(backend: Backend) {
         let w = World::new(&backend).await;
-        let secret = "crm-signing-key";
-        let receiver = Arc::new(Receiver {
-            script: Vec::new(),
-            // Down for a day: nothing is delivered during the test.
-            down_until_ms: AtomicI64::new(w.clock.now_ms() + 86_400_000),
-            clock: w.clock.clone(),
-            secret: secret.to_owned(),
-            requests: AtomicUsize::new(0),
-            accepted: Mutex::new(Vec::new()),
-            bad_signatures: AtomicUsize::new(0),
-        });
-        let (crm_url, server) = start_receiver(receiver.clone()).await;
-        let mut s = w.base.clone();
-        s.crm_webhook_url = Some(crm_url);
-        s.crm_secret = Some(Secret::new(secret));
+        // Down for a day: nothing is delivered during the test.
+        let (receiver, s, server) = crm_receiver(&w, Vec::new(), w.clock.now_ms() + 86_400_000).await;
         let mut node = w.polling_node(&s, Duration::from_millis(300));
 
         let user = User::new(2007).lang("ru").first_name("Анна");
@@ -284,20 +284,7 @@ async fn crm_events_whose_claims_answer_was_lost_are_still_delivered() {
         })
     });
     let w = World::new(&backend).await;
-    let secret = "crm-signing-key";
-    let receiver = Arc::new(Receiver {
-        script: Vec::new(),
-        down_until_ms: AtomicI64::new(0),
-        clock: w.clock.clone(),
-        secret: secret.to_owned(),
-        requests: AtomicUsize::new(0),
-        accepted: Mutex::new(Vec::new()),
-        bad_signatures: AtomicUsize::new(0),
-    });
-    let (crm_url, server) = start_receiver(receiver.clone()).await;
-    let mut s = w.base.clone();
-    s.crm_webhook_url = Some(crm_url);
-    s.crm_secret = Some(Secret::new(secret));
+    let (receiver, mut s, server) = crm_receiver(&w, Vec::new(), 0).await;
     s.database_url = proxy.url(&s.database_url);
     let mut node = w.polling_node(&s, Duration::from_secs(5));
     let user = User::new(2011).lang("ru").first_name("Анна");
