@@ -278,7 +278,15 @@ impl CrmWorker {
                 )
                 .await
                 {
-                    Ok(_) => lost = false,
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::warn!(
+                                events = n,
+                                "CRM events whose round failed are put back to be delivered"
+                            );
+                        }
+                        lost = false;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot put back CRM events yet; retrying")
                     }
